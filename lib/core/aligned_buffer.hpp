@@ -1,0 +1,49 @@
+#pragma once
+// Owning, 64-byte aligned, zero-initialised storage for activations and converted weights.
+#include <cstddef>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <span>
+
+namespace weft {
+
+template <class T>
+class AlignedBuffer {
+ public:
+  static constexpr std::size_t kAlignment = 64;
+  AlignedBuffer() = default;
+  explicit AlignedBuffer(std::size_t n) { resize(n); }
+
+  // Replaces the contents with n zeroed elements. Not for the hot path: it allocates.
+  void resize(std::size_t n) {
+    if (n == 0) {
+      data_.reset();
+      size_ = 0;
+      return;
+    }
+    const std::size_t bytes = (n * sizeof(T) + kAlignment - 1) / kAlignment * kAlignment;
+    void* p = std::aligned_alloc(kAlignment, bytes);
+    if (p == nullptr) throw std::bad_alloc();
+    std::memset(p, 0, bytes);
+    data_.reset(static_cast<T*>(p));
+    size_ = n;
+  }
+  T* data() noexcept { return data_.get(); }
+  const T* data() const noexcept { return data_.get(); }
+  std::size_t size() const noexcept { return size_; }
+  T& operator[](std::size_t i) noexcept { return data_.get()[i]; }
+  const T& operator[](std::size_t i) const noexcept { return data_.get()[i]; }
+  std::span<T> span() noexcept { return {data_.get(), size_}; }
+  std::span<const T> span() const noexcept { return {data_.get(), size_}; }
+
+ private:
+  struct Free {
+    void operator()(T* p) const noexcept { std::free(p); }
+  };
+  std::unique_ptr<T, Free> data_;
+  std::size_t size_ = 0;
+};
+
+}  // namespace weft
