@@ -1,0 +1,100 @@
+#pragma once
+// Models, execution contexts and sessions: the objects an embedder works with.
+//
+//   auto model = weft::Model::load("path/to/hf-dir");
+//   weft::Context ctx(2);                 // two threads
+//   weft::Session session(model, ctx);    // owns its KV cache and activations
+//   auto logits = session.prefill(ids);
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+
+#include "weft/tokenizer.hpp"
+
+namespace weft {
+
+struct ModelInfo {
+  std::string source;        // path it was loaded from
+  std::string format;        // "safetensors" or "llama2c"
+  std::string architecture;  // "mistral" or "llama"
+  std::string weight_dtype;  // dtype of the largest weights ("BF16", ...)
+  int dim = 0, hidden_dim = 0, n_layers = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0, vocab_size = 0;
+  int sliding_window = 0;  // 0: none
+  int max_position = 0;
+  std::size_t weight_bytes = 0;  // bytes of all weights as used (what one decode step reads, plus the embedding)
+};
+
+struct LoadOptions {
+  std::string tokenizer_path;  // tokenizer.model or tokenizer.bin; empty: the checkpoint's own
+};
+
+class Model {
+ public:
+  // Loads a Hugging Face directory or a llama2.c .bin, memory-mapped. The model is immutable and
+  // may be shared by any number of sessions on any threads. Throws InputError on bad files.
+  static std::shared_ptr<const Model> load(const std::string& path, const LoadOptions& options = {});
+  ~Model();
+  const ModelInfo& info() const noexcept;
+  // The model's tokenizer, or nullptr when it has none (then encode ids yourself).
+  const Tokenizer* tokenizer() const noexcept;
+
+  struct Impl;
+  const Impl& impl() const noexcept { return *impl_; }
+
+ private:
+  Model();
+  std::unique_ptr<Impl> impl_;
+};
+
+// Threads to compute on. Pass one to every Session; sessions sharing a context take turns.
+class Context {
+ public:
+  // threads <= 0: one per hardware thread.
+  explicit Context(int threads = 0);
+  ~Context();
+  int threads() const noexcept;
+
+  struct Impl;
+  Impl& impl() noexcept { return *impl_; }
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+struct SessionOptions {
+  int context = 0;      // positions the KV cache holds; 0: the model's max_position (a sliding-window model needs only the window)
+  int block_size = 64;  // prefill processes the prompt in blocks of this many tokens
+};
+
+// One sequence: its KV cache, activations and position. Not thread-safe; use one per thread.
+class Session {
+ public:
+  Session(std::shared_ptr<const Model> model, Context& context, const SessionOptions& options = {});
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // Feeds tokens at the current position and returns the logits after the last one (vocab_size
+  // floats, valid until the next call). Throws UsageError for an empty block, ids outside the
+  // vocabulary, or when the context would overflow.
+  std::span<const float> prefill(std::span<const std::int32_t> tokens);
+  // prefill() of a single token.
+  std::span<const float> decode(std::int32_t token);
+  // Feeds tokens and writes the logits after each of them to out ([tokens, vocab_size], row-major).
+  void score(std::span<const std::int32_t> tokens, std::span<float> out);
+  // Forgets every token (position 0, empty cache).
+  void reset() noexcept;
+  std::int64_t position() const noexcept;
+  // How many positions fit; std::nullopt when unlimited (a rolling sliding-window cache).
+  std::optional<std::int64_t> context_limit() const noexcept;
+  const Model& model() const noexcept;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace weft

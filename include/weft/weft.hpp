@@ -1,0 +1,7 @@
+#pragma once
+// weft: the whole public API. Link the `weft` dependency (pkg-config: weft).
+#include "weft/error.hpp"
+#include "weft/generate.hpp"
+#include "weft/model.hpp"
+#include "weft/sampler.hpp"
+#include "weft/tokenizer.hpp"

@@ -1,0 +1,116 @@
+// Portable optimized kernels: fixed-width lane accumulators that the compiler maps onto the
+// target's vector registers (-march=native). ISA-specific variants dispatch from here.
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
+#include "kernels/kernels.hpp"
+
+namespace weft::kernels {
+
+bool reference_forced() noexcept {
+  static const bool forced = [] {
+    const char* v = std::getenv("WEFT_REFERENCE");
+    return v != nullptr && std::strcmp(v, "0") != 0 && *v != '\0';
+  }();
+  return forced;
+}
+
+namespace {
+constexpr int kLanes = 16;
+
+struct LoadF32 {
+  const float* p;
+  float operator()(std::int64_t i) const noexcept { return p[i]; }
+};
+struct LoadF16 {
+  const std::uint16_t* p;
+  float operator()(std::int64_t i) const noexcept { return f16_to_f32(p[i]); }
+};
+struct LoadBF16 {
+  const std::uint16_t* p;
+  float operator()(std::int64_t i) const noexcept { return bf16_to_f32(p[i]); }
+};
+
+template <class Load>
+inline float dot_lanes(Load load, const float* x, std::int64_t n) noexcept {
+  float acc[kLanes] = {};
+  std::int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int l = 0; l < kLanes; ++l) acc[l] += load(i + l) * x[i + l];
+  float s = 0.0f;
+  for (int l = 0; l < kLanes; ++l) s += acc[l];
+  for (; i < n; ++i) s += load(i) * x[i];
+  return s;
+}
+
+inline float row_dot(const TensorView& w, std::int64_t r, const float* x) noexcept {
+  const void* row = w.row(r);
+  switch (w.dtype) {
+    case DType::F32: return dot_lanes(LoadF32{static_cast<const float*>(row)}, x, w.cols);
+    case DType::F16: return dot_lanes(LoadF16{static_cast<const std::uint16_t*>(row)}, x, w.cols);
+    case DType::BF16: return dot_lanes(LoadBF16{static_cast<const std::uint16_t*>(row)}, x, w.cols);
+  }
+  return 0.0f;
+}
+}  // namespace
+
+float dot_f32(const float* a, const float* b, std::int64_t n) noexcept {
+  if (reference_forced()) return ref::dot_f32(a, b, n);
+  return dot_lanes(LoadF32{a}, b, n);
+}
+
+void matvec(const TensorView& w, const float* x, float* y, std::int64_t begin, std::int64_t end) noexcept {
+  if (reference_forced()) return ref::matvec(w, x, y, begin, end);
+  for (std::int64_t r = begin; r < end; ++r) y[r] = row_dot(w, r, x);
+}
+
+void matmul(const TensorView& w, const float* x, std::int64_t ldx, std::int64_t n, float* y, std::int64_t ldy,
+            std::int64_t begin, std::int64_t end) noexcept {
+  if (reference_forced()) return ref::matmul(w, x, ldx, n, y, ldy, begin, end);
+  if (n == 1) return matvec(w, x, y, begin, end);
+  // Widen a slice of the weight row once and use it for all n vectors.
+  constexpr std::int64_t kChunk = 4096;
+  alignas(64) float buf[kChunk];
+  for (std::int64_t r = begin; r < end; ++r) {
+    for (std::int64_t t = 0; t < n; ++t) y[t * ldy + r] = 0.0f;
+    for (std::int64_t c0 = 0; c0 < w.cols; c0 += kChunk) {
+      const std::int64_t len = std::min(kChunk, w.cols - c0);
+      to_f32(w.row(r) + dtype_bytes(w.dtype, static_cast<std::size_t>(c0)), w.dtype, len, buf);
+      for (std::int64_t t = 0; t < n; ++t) y[t * ldy + r] += dot_lanes(LoadF32{buf}, x + t * ldx + c0, len);
+    }
+  }
+}
+
+void rmsnorm(const float* x, const TensorView& weight, float eps, float* out) noexcept {
+  if (reference_forced()) return ref::rmsnorm(x, weight, eps, out);
+  const std::int64_t n = weight.cols;
+  const float ss = dot_lanes(LoadF32{x}, x, n);
+  const float scale = 1.0f / std::sqrt(ss / static_cast<float>(n) + eps);
+  if (weight.dtype == DType::F32) {
+    const float* g = static_cast<const float*>(weight.data);
+    for (std::int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * g[i];
+  } else {
+    for (std::int64_t i = 0; i < n; ++i) {
+      const auto h = static_cast<const std::uint16_t*>(weight.data)[i];
+      out[i] = x[i] * scale * (weight.dtype == DType::BF16 ? bf16_to_f32(h) : f16_to_f32(h));
+    }
+  }
+}
+
+void embedding_row(const TensorView& table, std::int64_t r, float* out) noexcept {
+  to_f32(table.row(r), table.dtype, table.cols, out);
+}
+
+void rope(float* x, int n_heads, int head_dim, const float* cos, const float* sin) noexcept {
+  ref::rope(x, n_heads, head_dim, cos, sin);  // elementwise already; the compiler vectorizes it
+}
+
+void softmax(float* x, std::int64_t n) noexcept { ref::softmax(x, n); }
+
+void silu_mul(const float* gate, const float* up, float* out, std::int64_t n) noexcept {
+  ref::silu_mul(gate, up, out, n);
+}
+
+}  // namespace weft::kernels

@@ -1,0 +1,94 @@
+// Scalar reference kernels: the definition of what each optimized kernel must compute.
+#include <cmath>
+#include <cstring>
+
+#include "kernels/kernels.hpp"
+
+namespace weft::kernels {
+
+void to_f32(const void* src, DType t, std::int64_t n, float* out) noexcept {
+  switch (t) {
+    case DType::F32: std::memcpy(out, src, static_cast<std::size_t>(n) * 4); return;
+    case DType::F16: {
+      const auto* h = static_cast<const std::uint16_t*>(src);
+      for (std::int64_t i = 0; i < n; ++i) out[i] = f16_to_f32(h[i]);
+      return;
+    }
+    case DType::BF16: {
+      const auto* h = static_cast<const std::uint16_t*>(src);
+      for (std::int64_t i = 0; i < n; ++i) out[i] = bf16_to_f32(h[i]);
+      return;
+    }
+  }
+}
+
+namespace ref {
+namespace {
+float element(const void* row, DType t, std::int64_t i) noexcept {
+  switch (t) {
+    case DType::F32: return static_cast<const float*>(row)[i];
+    case DType::F16: return f16_to_f32(static_cast<const std::uint16_t*>(row)[i]);
+    case DType::BF16: return bf16_to_f32(static_cast<const std::uint16_t*>(row)[i]);
+  }
+  return 0.0f;
+}
+}  // namespace
+
+float dot_f32(const float* a, const float* b, std::int64_t n) noexcept {
+  float s = 0.0f;
+  for (std::int64_t i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+void matvec(const TensorView& w, const float* x, float* y, std::int64_t begin, std::int64_t end) noexcept {
+  for (std::int64_t r = begin; r < end; ++r) {
+    const void* row = w.row(r);
+    float s = 0.0f;
+    for (std::int64_t c = 0; c < w.cols; ++c) s += element(row, w.dtype, c) * x[c];
+    y[r] = s;
+  }
+}
+
+void matmul(const TensorView& w, const float* x, std::int64_t ldx, std::int64_t n, float* y, std::int64_t ldy,
+            std::int64_t begin, std::int64_t end) noexcept {
+  for (std::int64_t t = 0; t < n; ++t) matvec(w, x + t * ldx, y + t * ldy, begin, end);
+}
+
+void rmsnorm(const float* x, const TensorView& weight, float eps, float* out) noexcept {
+  const std::int64_t n = weight.cols;
+  float ss = 0.0f;
+  for (std::int64_t i = 0; i < n; ++i) ss += x[i] * x[i];
+  const float scale = 1.0f / std::sqrt(ss / static_cast<float>(n) + eps);
+  for (std::int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * element(weight.data, weight.dtype, i);
+}
+
+void rope(float* x, int n_heads, int head_dim, const float* cos, const float* sin) noexcept {
+  const int half = head_dim / 2;
+  for (int h = 0; h < n_heads; ++h) {
+    float* v = x + static_cast<std::ptrdiff_t>(h) * head_dim;
+    for (int i = 0; i < half; ++i) {
+      const float a = v[i], b = v[i + half];
+      v[i] = a * cos[i] - b * sin[i];
+      v[i + half] = b * cos[i] + a * sin[i];
+    }
+  }
+}
+
+void softmax(float* x, std::int64_t n) noexcept {
+  float mx = -INFINITY;
+  for (std::int64_t i = 0; i < n; ++i) mx = std::fmax(mx, x[i]);
+  float sum = 0.0f;
+  for (std::int64_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - mx);
+    sum += x[i];
+  }
+  const float inv = 1.0f / sum;
+  for (std::int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+void silu_mul(const float* gate, const float* up, float* out, std::int64_t n) noexcept {
+  for (std::int64_t i = 0; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
+}  // namespace ref
+}  // namespace weft::kernels

@@ -1,0 +1,197 @@
+// Checkpoint loading: maps files, checks every tensor against the config, and converts only
+// what must change (llama2.c's interleaved-RoPE q/k rows).
+#include <filesystem>
+#include <set>
+#include <sstream>
+
+#include "core/aligned_buffer.hpp"
+#include "core/mapped_file.hpp"
+#include "io/llama2c.hpp"
+#include "io/safetensors.hpp"
+#include "io/weight_names.hpp"
+#include "model/weights.hpp"
+#include "weft/error.hpp"
+
+namespace weft::model {
+
+namespace fs = std::filesystem;
+using io::WeightRole;
+
+namespace {
+
+struct Storage {
+  std::optional<io::SafetensorsSet> safetensors;
+  std::optional<io::Llama2cCheckpoint> llama2c;
+  std::vector<AlignedBuffer<std::byte>> owned;
+};
+
+std::string shape_str(const std::vector<std::int64_t>& s) {
+  std::ostringstream o;
+  o << '[';
+  for (std::size_t i = 0; i < s.size(); ++i) o << (i ? ", " : "") << s[i];
+  o << ']';
+  return o.str();
+}
+
+// The shape a role must have under config c.
+std::vector<std::int64_t> expected_shape(const MistralConfig& c, WeightRole role) {
+  switch (role) {
+    case WeightRole::TokenEmbedding:
+    case WeightRole::Output: return {c.vocab_size, c.dim};
+    case WeightRole::AttnNorm:
+    case WeightRole::FfnNorm:
+    case WeightRole::OutputNorm: return {c.dim};
+    case WeightRole::Wq: return {c.q_dim(), c.dim};
+    case WeightRole::Wk:
+    case WeightRole::Wv: return {c.kv_dim(), c.dim};
+    case WeightRole::Wo: return {c.dim, c.q_dim()};
+    case WeightRole::WGate:
+    case WeightRole::WUp: return {c.hidden_dim, c.dim};
+    case WeightRole::WDown: return {c.dim, c.hidden_dim};
+  }
+  return {};
+}
+
+TensorView& slot(MistralWeights& w, WeightRole role, int layer) {
+  switch (role) {
+    case WeightRole::TokenEmbedding: return w.embedding;
+    case WeightRole::OutputNorm: return w.final_norm;
+    case WeightRole::Output: return w.lm_head;
+    case WeightRole::AttnNorm: return w.layers[layer].attn_norm;
+    case WeightRole::Wq: return w.layers[layer].wq;
+    case WeightRole::Wk: return w.layers[layer].wk;
+    case WeightRole::Wv: return w.layers[layer].wv;
+    case WeightRole::Wo: return w.layers[layer].wo;
+    case WeightRole::FfnNorm: return w.layers[layer].ffn_norm;
+    case WeightRole::WGate: return w.layers[layer].w_gate;
+    case WeightRole::WUp: return w.layers[layer].w_up;
+    case WeightRole::WDown: return w.layers[layer].w_down;
+  }
+  return w.embedding;
+}
+
+TensorView view_of(const void* data, DType t, const std::vector<std::int64_t>& shape) {
+  return shape.size() == 1 ? make_view_1d(data, t, shape[0]) : make_view_2d(data, t, shape[0], shape[1]);
+}
+
+// llama2.c (and llama.cpp's GGUF converter) order q/k rows so that adjacent pairs rotate;
+// weft uses HF's rotate_half, where row i pairs with row i + head_dim/2.
+TensorView unpermute_rope_rows(const TensorView& w, int n_heads, int head_dim, Storage& st) {
+  const std::size_t rb = w.row_bytes();
+  AlignedBuffer<std::byte> buf(rb * static_cast<std::size_t>(w.rows));
+  const int half = head_dim / 2;
+  for (int h = 0; h < n_heads; ++h)
+    for (int i = 0; i < half; ++i) {
+      const std::int64_t base = static_cast<std::int64_t>(h) * head_dim;
+      std::memcpy(buf.data() + (base + i) * rb, w.row(base + 2 * i), rb);
+      std::memcpy(buf.data() + (base + half + i) * rb, w.row(base + 2 * i + 1), rb);
+    }
+  TensorView out = w;
+  out.data = buf.data();
+  st.owned.push_back(std::move(buf));
+  return out;
+}
+
+void load_safetensors_dir(const std::string& dir, LoadedModel& m, Storage& st) {
+  const std::string config_path = (fs::path(dir) / "config.json").string();
+  if (!fs::exists(config_path)) throw InputError(dir + ": no config.json (expected a Hugging Face model directory)");
+  m.config = parse_hf_config(config_path);
+  const MistralConfig& c = m.config;
+  st.safetensors.emplace(io::SafetensorsSet::open_directory(dir));
+  const io::SafetensorsSet& set = *st.safetensors;
+  m.weights.layers.resize(static_cast<std::size_t>(c.n_layers));
+
+  std::set<std::string> used;
+  for (const auto& n : io::weight_names()) {
+    const int layers = n.per_layer ? c.n_layers : 1;
+    for (int l = 0; l < layers; ++l) {
+      const std::string name = n.per_layer ? io::layer_name(n.hf, l) : std::string(n.hf);
+      const io::SafetensorsEntry* e = set.find(name);
+      if (e == nullptr) {
+        if (n.required) throw InputError(dir + ": tensor " + name + " is missing");
+        continue;
+      }
+      used.insert(name);
+      const auto want = expected_shape(c, n.role);
+      if (e->shape != want)
+        throw InputError(set.file_of(name) + ": tensor " + name + " has shape " + shape_str(e->shape) + ", expected " +
+                         shape_str(want) + " from config.json");
+      slot(m.weights, n.role, n.per_layer ? l : -1) = view_of(e->data.data(), e->dtype, e->shape);
+    }
+  }
+  for (const std::string& name : set.names()) {
+    if (used.count(name)) continue;
+    if (name.ends_with(".rotary_emb.inv_freq")) continue;  // a cache some exporters save; weft computes it
+    const std::string hint = name.ends_with(".bias") ? " (biases are not supported)" : "";
+    throw InputError(set.file_of(name) + ": unknown tensor " + name + hint);
+  }
+  if (m.weights.lm_head.empty()) m.weights.lm_head = m.weights.embedding;  // tied (or config says so)
+  m.format = "safetensors";
+
+  const fs::path tok_path = fs::path(dir) / "tokenizer.model";
+  if (fs::exists(tok_path))
+    m.tokenizer = std::make_shared<const tok::Tokenizer>(tok::Tokenizer::from_sentencepiece_file(tok_path.string()));
+}
+
+void load_llama2c(const std::string& path, LoadedModel& m, Storage& st) {
+  st.llama2c.emplace(path);
+  const io::Llama2cCheckpoint& ck = *st.llama2c;
+  const io::Llama2cConfig& h = ck.config();
+  MistralConfig& c = m.config;
+  c.architecture = "llama";
+  c.dim = h.dim;
+  c.hidden_dim = h.hidden_dim;
+  c.n_layers = h.n_layers;
+  c.n_heads = h.n_heads;
+  c.n_kv_heads = h.n_kv_heads;
+  c.head_dim = h.dim / h.n_heads;
+  c.vocab_size = h.vocab_size;
+  c.norm_eps = 1e-5f;  // llama2.c's run.c constant
+  c.rope_theta = 10000.0;
+  c.sliding_window = 0;
+  c.max_position = h.seq_len;
+  c.tie_embeddings = h.shared_classifier;
+  validate_config(c, path);
+  m.weights.layers.resize(static_cast<std::size_t>(c.n_layers));
+  for (const auto& n : io::weight_names()) {
+    const int layers = n.per_layer ? c.n_layers : 1;
+    for (int l = 0; l < layers; ++l) {
+      TensorView v = ck.tensor(n.role, n.per_layer ? l : -1);
+      if (n.role == WeightRole::Wq) v = unpermute_rope_rows(v, c.n_heads, c.head_dim, st);
+      if (n.role == WeightRole::Wk) v = unpermute_rope_rows(v, c.n_kv_heads, c.head_dim, st);
+      slot(m.weights, n.role, n.per_layer ? l : -1) = v;
+    }
+  }
+  if (m.weights.lm_head.empty()) m.weights.lm_head = m.weights.embedding;
+  m.format = "llama2c";
+}
+
+}  // namespace
+
+LoadedModel load_model(const std::string& path, const std::string& tokenizer_path) {
+  LoadedModel m;
+  m.source = path;
+  auto st = std::make_shared<Storage>();
+  std::error_code ec;
+  if (!fs::exists(path, ec)) throw InputError(path + ": no such file or directory");
+  if (fs::is_directory(path, ec)) {
+    load_safetensors_dir(path, m, *st);
+  } else if (path.ends_with(".bin")) {
+    load_llama2c(path, m, *st);
+  } else {
+    throw InputError(path + ": not a model (expected a Hugging Face directory or a llama2.c .bin)");
+  }
+  if (!tokenizer_path.empty()) {
+    if (fs::is_directory(tokenizer_path, ec)) throw InputError(tokenizer_path + ": is a directory, expected a tokenizer file");
+    m.tokenizer = std::make_shared<const tok::Tokenizer>(tokenizer_path.ends_with(".bin") ? tok::Tokenizer::from_llama2c_file(tokenizer_path)
+                                                         : tok::Tokenizer::from_sentencepiece_file(tokenizer_path));
+  }
+  if (m.tokenizer && m.tokenizer->vocab_size() > m.config.vocab_size)
+    throw InputError((tokenizer_path.empty() ? path : tokenizer_path) + ": tokenizer has " +
+                     std::to_string(m.tokenizer->vocab_size()) + " tokens but the model's vocabulary is " +
+                     std::to_string(m.config.vocab_size));
+  m.storage = std::move(st);
+  return m;
+}
+
+}  // namespace weft::model

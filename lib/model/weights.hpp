@@ -1,0 +1,50 @@
+#pragma once
+// MistralWeights: non-owning views of every weight, in the dtype the checkpoint stores, plus
+// the storage that keeps them alive (a mapped file, buffers for tensors converted at load).
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/tensor.hpp"
+#include "model/config.hpp"
+#include "tokenizer/tokenizer.hpp"
+
+namespace weft::model {
+
+struct LayerWeights {
+  TensorView attn_norm;  // (dim)
+  TensorView wq;         // (n_heads*head_dim, dim), rows in HF rotate_half order
+  TensorView wk;         // (n_kv_heads*head_dim, dim), rows in HF rotate_half order
+  TensorView wv;         // (n_kv_heads*head_dim, dim)
+  TensorView wo;         // (dim, n_heads*head_dim)
+  TensorView ffn_norm;   // (dim)
+  TensorView w_gate;     // (hidden_dim, dim)
+  TensorView w_up;       // (hidden_dim, dim)
+  TensorView w_down;     // (dim, hidden_dim)
+};
+
+struct MistralWeights {
+  TensorView embedding;  // (vocab, dim)
+  std::vector<LayerWeights> layers;
+  TensorView final_norm;  // (dim)
+  TensorView lm_head;     // (vocab, dim); the embedding when tied
+};
+
+// A loaded checkpoint: immutable, shared by every session that runs it.
+struct LoadedModel {
+  std::string source;  // the path it was loaded from
+  std::string format;  // "safetensors" or "llama2c"
+  MistralConfig config;
+  MistralWeights weights;
+  std::shared_ptr<const tok::Tokenizer> tokenizer;  // null when the checkpoint has none
+  std::shared_ptr<void> storage;  // owns the mappings and converted tensors the views point into
+};
+
+// Loads a Hugging Face directory (config.json + safetensors, tokenizer.model when present) or a
+// llama2.c .bin. tokenizer_path overrides or supplies the tokenizer (tokenizer.model or a
+// llama2.c tokenizer.bin); empty means "whatever the checkpoint has". Throws InputError naming
+// the file and tensor for anything missing, unknown or of the wrong shape.
+LoadedModel load_model(const std::string& path, const std::string& tokenizer_path);
+
+}  // namespace weft::model
