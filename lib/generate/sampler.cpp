@@ -110,19 +110,35 @@ std::int32_t Sampler::sample_greedy(std::span<const float> logits) const noexcep
 
 std::int32_t Sampler::sample_random(std::span<const float> logits) noexcept {
   const auto c = candidates_.begin();
-  std::size_t n = 0;
-  for (std::int32_t i = 0; i < vocab_size_; ++i)
-    if (!std::isnan(logits[i])) candidates_[n++] = {logits[i], 0.0f, i};
-  const double u01 = rng_.uniform();  // one draw per call, whatever the filters keep
-  if (n == 0) return 0;
-
-  // Top-k: nth_element leaves the k best (in any order) in front, in O(n).
-  std::size_t k = n;
-  if (opts_.top_k > 0 && static_cast<std::size_t>(opts_.top_k) < n) {
-    k = static_cast<std::size_t>(opts_.top_k);
-    std::nth_element(c, c + static_cast<std::ptrdiff_t>(k), c + static_cast<std::ptrdiff_t>(n),
-                     Better{});
+  const Better better;
+  // Top-k. A small k (llama.cpp's 40 of 32000) keeps a heap of the k best while scanning, one
+  // comparison per logit with the worst kept, at the heap's front; a large k collects every
+  // candidate and lets nth_element put the k best in front, in O(n). Both yield the same set.
+  const std::size_t top_k = opts_.top_k > 0 ? static_cast<std::size_t>(opts_.top_k) : 0;
+  std::size_t k = 0;
+  if (top_k > 0 && top_k * 16 <= candidates_.size()) {
+    for (std::int32_t i = 0; i < vocab_size_; ++i) {
+      const Candidate x{logits[i], 0.0f, i};
+      if (std::isnan(x.logit)) continue;
+      if (k < top_k) {
+        c[static_cast<std::ptrdiff_t>(k++)] = x;
+        std::push_heap(c, c + static_cast<std::ptrdiff_t>(k), better);
+      } else if (better(x, *c)) {
+        std::pop_heap(c, c + static_cast<std::ptrdiff_t>(k), better);
+        c[static_cast<std::ptrdiff_t>(k - 1)] = x;
+        std::push_heap(c, c + static_cast<std::ptrdiff_t>(k), better);
+      }
+    }
+  } else {
+    for (std::int32_t i = 0; i < vocab_size_; ++i)
+      if (!std::isnan(logits[i])) c[static_cast<std::ptrdiff_t>(k++)] = {logits[i], 0.0f, i};
+    if (top_k > 0 && top_k < k) {
+      std::nth_element(c, c + static_cast<std::ptrdiff_t>(top_k), c + static_cast<std::ptrdiff_t>(k), better);
+      k = top_k;
+    }
   }
+  const double u01 = rng_.uniform();  // one draw per call, whatever the filters keep
+  if (k == 0) return 0;
 
   // Softmax weights relative to the best candidate, which gets weight 1. An infinite maximum
   // (+inf logits, or every logit -inf) is the limit: the tokens at the maximum share equally.
@@ -143,19 +159,26 @@ std::int32_t Sampler::sample_random(std::span<const float> logits) noexcept {
   // the survivors. The best candidate (weight 1 >= min_p) always survives.
   const float min_w = opts_.min_p;
   const auto keep = [min_w](const Candidate& x) { return x.weight > 0.0f && x.weight >= min_w; };
-  const auto kept_end = std::partition(c, c + static_cast<std::ptrdiff_t>(k), keep);
-  std::size_t kept = static_cast<std::size_t>(kept_end - c);
-  std::sort(c, kept_end, Better{});
+  std::size_t kept = static_cast<std::size_t>(std::partition(c, c + static_cast<std::ptrdiff_t>(k), keep) - c);
 
-  // Top-p: the smallest prefix whose probability (over the top-k set) reaches top_p.
+  // Top-p: the smallest prefix, by descending probability over the top-k set, that reaches top_p.
+  // The nucleus of a real model's distribution is usually short, so the candidates are sorted in
+  // growing chunks (partial_sort of the next best) until the prefix is found, not all at once.
+  // Without top-p the draw needs no order at all.
   if (opts_.top_p < 1.0f) {
     const double target = opts_.top_p * total;
     double cum = 0.0;
-    for (std::size_t j = 0; j < kept; ++j) {
-      cum += c[j].weight;
-      if (cum >= target) {
-        kept = j + 1;
-        break;
+    std::size_t sorted = 0;
+    for (std::size_t chunk = 64; sorted < kept; chunk *= 4) {
+      const std::size_t end = std::min(kept, sorted + chunk);
+      std::partial_sort(c + static_cast<std::ptrdiff_t>(sorted), c + static_cast<std::ptrdiff_t>(end),
+                        c + static_cast<std::ptrdiff_t>(kept), better);
+      for (; sorted < end; ++sorted) {
+        cum += c[sorted].weight;
+        if (cum >= target) {
+          kept = sorted + 1;
+          break;
+        }
       }
     }
   }

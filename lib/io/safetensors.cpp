@@ -35,9 +35,9 @@ std::optional<DType> parse_dtype(std::string_view s) {
 
 // The dtypes of the safetensors format that weft does not read (so they get a precise message).
 bool is_other_safetensors_dtype(std::string_view s) {
-  constexpr std::array<std::string_view, 17> kOthers = {"BOOL", "U8",  "I8",  "I16",     "U16",     "I32",
-                                                         "U32",  "I64", "U64", "F64",     "C64",     "F8_E5M2",
-                                                         "F8_E4M3", "F8_E8M0", "F4", "F6_E2M3", "F6_E3M2"};
+  constexpr std::array<std::string_view, 17> kOthers = {
+      "BOOL", "U8", "I8", "I16", "U16", "I32", "U32", "I64", "U64", "F64", "C64",
+      "F8_E5M2", "F8_E4M3", "F8_E8M0", "F4", "F6_E2M3", "F6_E3M2"};
   return std::find(kOthers.begin(), kOthers.end(), s) != kOthers.end();
 }
 

@@ -1,0 +1,150 @@
+// The weft command line as a user meets it: exit codes, messages, output.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "testing.hpp"
+
+namespace fs = std::filesystem;
+using weft::testing::shared_dir;
+
+namespace {
+struct Result {
+  int code = -1;
+  std::string out, err;
+};
+
+// Runs a shell command line; stdout and stderr captured separately.
+Result run(const std::string& args) {
+  static const fs::path err_file = fs::temp_directory_path() / ("weft_cli_err_" + std::to_string(::getpid()));
+  const std::string cmd = args + " 2>" + err_file.string();
+  Result r;
+  std::FILE* p = ::popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  std::array<char, 4096> buf{};
+  std::size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  const int status = ::pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  std::ifstream e(err_file);
+  std::stringstream ss;
+  ss << e.rdbuf();
+  r.err = ss.str();
+  return r;
+}
+
+std::string weft_bin() { return std::getenv("WEFT_BIN"); }
+
+// A default model written once per test run.
+const fs::path& default_model() {
+  static const fs::path dir = [] {
+    fs::path d = fs::temp_directory_path() / ("weft_cli_model_" + std::to_string(::getpid()));
+    const Result r = run(std::string(std::getenv("WEFT_MAKE_MODEL")) + " -o " + d.string());
+    REQUIRE(r.code == 0);
+    return d;
+  }();
+  return dir;
+}
+
+struct Cleanup {
+  ~Cleanup() { fs::remove_all(fs::temp_directory_path() / ("weft_cli_model_" + std::to_string(::getpid()))); }
+} cleanup;
+}  // namespace
+
+TEST_CASE("--help everywhere, usage errors exit 1") {
+  CHECK(run(weft_bin() + " --help").code == 0);
+  for (const char* sub : {"generate", "tokenize", "score"}) {
+    const Result r = run(weft_bin() + " " + sub + " --help");
+    CAPTURE(sub);
+    CHECK(r.code == 0);
+    CHECK(r.out.find("Usage") != std::string::npos);
+  }
+  CHECK(run(weft_bin()).code == 1);
+  CHECK(run(weft_bin() + " frobnicate").code == 1);
+  const Result no_model = run(weft_bin() + " generate -p hi");
+  CHECK(no_model.code == 1);
+  CHECK(no_model.err.find("--model") != std::string::npos);
+  const std::string m = " -m " + default_model().string();
+  for (const char* bad : {" -p hi -n -5", " -p hi -t -1", " -p hi -t 100000", " -p hi --temp -1", " -p hi --top-p 2",
+                          " -p hi -n abc", " -p hi --bogus"}) {
+    CAPTURE(bad);
+    const Result r = run(weft_bin() + " generate" + m + bad);
+    CHECK(r.code == 1);
+    CHECK_FALSE(r.err.empty());
+  }
+}
+
+TEST_CASE("bad paths and files exit 2 with the path in the message") {
+  const fs::path tmp = fs::temp_directory_path() / ("weft_cli_bad_" + std::to_string(::getpid()));
+  fs::create_directories(tmp / "empty_dir");
+  std::ofstream(tmp / "junk.bin") << "not a model";
+  const std::pair<std::string, std::string> cases[] = {
+      {" generate -m /nonexistent/model -p hi", "/nonexistent/model"},
+      {" generate -m " + (tmp / "empty_dir").string() + " -p hi", "config.json"},
+      {" generate -m " + (tmp / "junk.bin").string() + " -p hi", "junk.bin"},
+      {" generate -m " + default_model().string() + " -z /nonexistent/tok.model -p hi", "/nonexistent/tok.model"},
+      {" generate -m " + default_model().string() + " -z " + tmp.string() + " -p hi", "is a directory"},
+      {" tokenize -z " + (tmp / "junk.bin").string() + " hi", "junk.bin"},
+  };
+  for (const auto& [args, needle] : cases) {
+    CAPTURE(args);
+    const Result r = run(weft_bin() + args);
+    CHECK(r.code == 2);
+    CHECK(r.err.find(needle) != std::string::npos);
+    CHECK(r.err.find("weft: error:") != std::string::npos);
+  }
+  fs::remove_all(tmp);
+}
+
+TEST_CASE("generate on the default model: text on stdout, timings on stderr, same text at -t 1 and -t 2") {
+  const std::string prefix = weft_bin() + " generate -m " + default_model().string() + " -p 'Once upon a time' --temp 0";
+  const std::string base = prefix + " -n 24";
+  const Result a = run(base + " -t 1");
+  const Result b = run(base + " -t 2");
+  REQUIRE(a.code == 0);
+  REQUIRE(b.code == 0);
+  CHECK(a.out.size() > 1);
+  CHECK(a.out == b.out);
+  CHECK(a.err.find("tokens/s") != std::string::npos);
+  CHECK(a.out.find("tokens/s") == std::string::npos);
+  const Result echo = run(base + " --echo");
+  CHECK(echo.out.rfind("Once upon a time", 0) == 0);
+  const Result zero = run(prefix + " -n 0");
+  CHECK(zero.code == 0);
+  CHECK(zero.out == "\n");
+  // A sampled run is reproducible from its seed.
+  const std::string sampled = weft_bin() + " generate -m " + default_model().string() + " -p hi -n 16 --temp 1 --seed 9";
+  CHECK(run(sampled).out == run(sampled).out);
+}
+
+TEST_CASE("tokenize and score on the real checkpoints") {
+  if (!weft::testing::have_shared()) {
+    MESSAGE("SKIP: ../shared not found");
+    return;
+  }
+  const auto models = shared_dir() / "models";
+  const Result t = run(weft_bin() + " tokenize -z " + (models / "tokenizer.model").string() + " 'Hello world'");
+  CHECK(t.code == 0);
+  CHECK(t.out == "1,15043,3186\n");
+  CHECK(run(weft_bin() + " tokenize -z " + (models / "tok512.bin").string() + " 'Once upon a time'").out == "1,403,407,261,378\n");
+
+  const fs::path out = fs::temp_directory_path() / ("weft_cli_logits_" + std::to_string(::getpid()));
+  const Result s = run(weft_bin() + " score -m " + (models / "tiny-mistral").string() + " --tokens 1,35,300,17 --logits-out " + out.string());
+  CHECK(s.code == 0);
+  CHECK(fs::file_size(out) == 4u * 512u * 4u);
+  fs::remove(out);
+  CHECK(run(weft_bin() + " score -m " + (models / "tiny-mistral").string() + " --tokens 1,x --logits-out " + out.string()).code == 1);
+  const Result oob = run(weft_bin() + " score -m " + (models / "tiny-mistral").string() + " --tokens 1,9999 --logits-out " + out.string());
+  CHECK(oob.code == 1);
+  CHECK(oob.err.find("9999") != std::string::npos);
+
+  const Result g = run(weft_bin() + " generate -m " + (models / "stories260K.bin").string() + " -z " +
+                       (models / "tok512.bin").string() + " -p 'Once upon a time' -n 30 --temp 0");
+  CHECK(g.code == 0);
+  CHECK(g.out.rfind(", there was a little girl named Lily.", 0) == 0);
+}
