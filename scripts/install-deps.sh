@@ -9,11 +9,13 @@ packages=(
   doctest-dev nlohmann-json3-dev libcli11-dev libbenchmark-dev
   python3 python3-numpy
 )
-# Optional extras: `scripts/install-deps.sh mpi` adds Open MPI.
+# Optional extras: `scripts/install-deps.sh mpi` adds Open MPI; `fuzz` adds clang and its runtime
+# libraries (libFuzzer, sanitizers) for scripts/fuzz.sh.
 for extra in "$@"; do
   case "$extra" in
     mpi) packages+=(libopenmpi-dev openmpi-bin) ;;
-    *) echo "install-deps.sh: unknown extra '$extra' (known: mpi)" >&2; exit 1 ;;
+    fuzz) packages+=(clang libclang-rt-14-dev) ;;
+    *) echo "install-deps.sh: unknown extra '$extra' (known: mpi, fuzz)" >&2; exit 1 ;;
   esac
 done
 

@@ -106,7 +106,7 @@ double chi_square(const std::vector<long>& counts, const std::vector<double>& p,
 // tokens outside it are never drawn.
 void check_support(const std::vector<long>& counts, const std::vector<double>& p_allowed, long n) {
   for (std::size_t i = 0; i < counts.size(); ++i) {
-    INFO("token " << i << " drawn " << counts[i] << " times of " << n);
+    INFO("token " << i << " drawn " << counts[i] << " times of " << n << ", expected p = " << p_allowed[i]);
     if (p_allowed[i] == 0.0) {
       CHECK(counts[i] == 0);
     } else {
@@ -270,6 +270,16 @@ TEST_CASE("top-p keeps the smallest prefix that reaches p") {
   check_support(draw_counts(o, kQuad, n), {1.0, 0.0, 0.0, 0.0}, n);
   o.top_p = 1e-6f;  // at least one token is always kept
   check_support(draw_counts(o, kQuad, n), {1.0, 0.0, 0.0, 0.0}, n);
+  // Reaching p exactly is enough (cumulative sum >= p): four equal tokens, p = 0.5 keeps two, the
+  // lowest ids first; every value here is exact in binary floating point.
+  // (The expectation is built element by element: GCC 12.2 with AVX-512 (-march=native here)
+  // miscompiles a memcpy of the local array {0.5, 0.5, 0.0, 0.0} into four copies of 0.5.)
+  o.top_p = 0.5f;
+  std::vector<double> two_of_four(4, 0.0);
+  two_of_four[0] = two_of_four[1] = 0.5;
+  check_support(draw_counts(o, {0.0f, 0.0f, 0.0f, 0.0f}, n), two_of_four, n);
+  o.top_p = 0.25f;
+  check_support(draw_counts(o, {0.0f, 0.0f, 0.0f, 0.0f}, n), {1.0, 0.0, 0.0, 0.0}, n);
 }
 
 TEST_CASE("min-p drops tokens below min_p times the best probability") {

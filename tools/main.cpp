@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   add(weft::cli::add_generate);
   add(weft::cli::add_tokenize);
   add(weft::cli::add_score);
+  add(weft::cli::add_bench);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

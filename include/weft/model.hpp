@@ -24,7 +24,8 @@ struct ModelInfo {
   int dim = 0, hidden_dim = 0, n_layers = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0, vocab_size = 0;
   int sliding_window = 0;  // 0: none
   int max_position = 0;
-  std::size_t weight_bytes = 0;  // bytes of all weights as used (what one decode step reads, plus the embedding)
+  std::size_t weight_bytes = 0;  // bytes of all weights, as stored in memory
+  std::size_t decode_bytes = 0;  // weight bytes one decode step reads (every matrix once, one embedding row)
 };
 
 struct LoadOptions {
@@ -57,6 +58,14 @@ class Context {
   ~Context();
   int threads() const noexcept;
 
+  // Work-stealing statistics of the parallel loops run on this context: off by default (then
+  // free); reset_stats() zeroes them. stats_text() is one readable line, stats_json() a JSON
+  // object with per-thread counts (tasks created, run, stolen, chunks, busy ns) and steal_ratio.
+  void set_stats(bool on) noexcept;
+  void reset_stats() noexcept;
+  std::string stats_text() const;
+  std::string stats_json() const;
+
   struct Impl;
   Impl& impl() noexcept { return *impl_; }
 
@@ -65,7 +74,7 @@ class Context {
 };
 
 struct SessionOptions {
-  int context = 0;      // positions the KV cache holds; 0: the model's max_position (a sliding-window model needs only the window)
+  int context = 0;      // positions the KV cache holds; 0: the model's max_position, at most 4096 (a sliding-window model needs only the window)
   int block_size = 64;  // prefill processes the prompt in blocks of this many tokens
 };
 

@@ -3,5 +3,6 @@
 #include "weft/error.hpp"
 #include "weft/generate.hpp"
 #include "weft/model.hpp"
+#include "weft/system.hpp"
 #include "weft/sampler.hpp"
 #include "weft/tokenizer.hpp"

@@ -109,7 +109,7 @@ std::int32_t Sampler::sample_greedy(std::span<const float> logits) const noexcep
 }
 
 std::int32_t Sampler::sample_random(std::span<const float> logits) noexcept {
-  const auto c = candidates_.begin();
+  Candidate* const c = candidates_.data();
   const Better better;
   // Top-k. A small k (llama.cpp's 40 of 32000) keeps a heap of the k best while scanning, one
   // comparison per logit with the worst kept, at the heap's front; a large k collects every
@@ -121,19 +121,19 @@ std::int32_t Sampler::sample_random(std::span<const float> logits) noexcept {
       const Candidate x{logits[i], 0.0f, i};
       if (std::isnan(x.logit)) continue;
       if (k < top_k) {
-        c[static_cast<std::ptrdiff_t>(k++)] = x;
-        std::push_heap(c, c + static_cast<std::ptrdiff_t>(k), better);
+        c[k++] = x;
+        std::push_heap(c, c + k, better);
       } else if (better(x, *c)) {
-        std::pop_heap(c, c + static_cast<std::ptrdiff_t>(k), better);
-        c[static_cast<std::ptrdiff_t>(k - 1)] = x;
-        std::push_heap(c, c + static_cast<std::ptrdiff_t>(k), better);
+        std::pop_heap(c, c + k, better);
+        c[k - 1] = x;
+        std::push_heap(c, c + k, better);
       }
     }
   } else {
     for (std::int32_t i = 0; i < vocab_size_; ++i)
-      if (!std::isnan(logits[i])) c[static_cast<std::ptrdiff_t>(k++)] = {logits[i], 0.0f, i};
+      if (!std::isnan(logits[i])) c[k++] = {logits[i], 0.0f, i};
     if (top_k > 0 && top_k < k) {
-      std::nth_element(c, c + static_cast<std::ptrdiff_t>(top_k), c + static_cast<std::ptrdiff_t>(k), better);
+      std::nth_element(c, c + top_k, c + k, better);
       k = top_k;
     }
   }
@@ -159,27 +159,23 @@ std::int32_t Sampler::sample_random(std::span<const float> logits) noexcept {
   // the survivors. The best candidate (weight 1 >= min_p) always survives.
   const float min_w = opts_.min_p;
   const auto keep = [min_w](const Candidate& x) { return x.weight > 0.0f && x.weight >= min_w; };
-  std::size_t kept = static_cast<std::size_t>(std::partition(c, c + static_cast<std::ptrdiff_t>(k), keep) - c);
+  std::size_t kept = static_cast<std::size_t>(std::partition(c, c + k, keep) - c);
 
   // Top-p: the smallest prefix, by descending probability over the top-k set, that reaches top_p.
-  // The nucleus of a real model's distribution is usually short, so the candidates are sorted in
-  // growing chunks (partial_sort of the next best) until the prefix is found, not all at once.
-  // Without top-p the draw needs no order at all.
+  // The nucleus of a real model's distribution is usually short, so instead of sorting all the
+  // candidates, the next best chunk (64, 256, 1024, ...) is selected in O(n) with nth_element and
+  // sorted, until the prefix reaches the target. Without top-p the draw needs no order at all.
   if (opts_.top_p < 1.0f) {
     const double target = opts_.top_p * total;
     double cum = 0.0;
     std::size_t sorted = 0;
     for (std::size_t chunk = 64; sorted < kept; chunk *= 4) {
       const std::size_t end = std::min(kept, sorted + chunk);
-      std::partial_sort(c + static_cast<std::ptrdiff_t>(sorted), c + static_cast<std::ptrdiff_t>(end),
-                        c + static_cast<std::ptrdiff_t>(kept), better);
-      for (; sorted < end; ++sorted) {
-        cum += c[sorted].weight;
-        if (cum >= target) {
-          kept = sorted + 1;
-          break;
-        }
-      }
+      const auto first = c + sorted, mid = c + end;
+      if (end < kept) std::nth_element(first, mid, c + kept, better);
+      std::sort(first, mid, better);
+      while (sorted < end && cum < target) cum += c[sorted++].weight;
+      if (cum >= target) kept = sorted;  // ends the loop
     }
   }
 

@@ -1,21 +1,14 @@
-// Portable optimized kernels: fixed-width lane accumulators that the compiler maps onto the
-// target's vector registers (-march=native). ISA-specific variants dispatch from here.
+// The dispatching entry points, and the portable ("scalar" ISA) variant: fixed-width lane
+// accumulators that the compiler maps onto whatever vector registers the base flags allow. The
+// per-ISA variants live in kernels_<isa>.cpp; isa.cpp chooses among them.
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
 
+#include "kernels/dispatch.hpp"
 #include "kernels/kernels.hpp"
 
 namespace weft::kernels {
-
-bool reference_forced() noexcept {
-  static const bool forced = [] {
-    const char* v = std::getenv("WEFT_REFERENCE");
-    return v != nullptr && std::strcmp(v, "0") != 0 && *v != '\0';
-  }();
-  return forced;
-}
 
 namespace {
 constexpr int kLanes = 16;
@@ -54,22 +47,18 @@ inline float row_dot(const TensorView& w, std::int64_t r, const float* x) noexce
   }
   return 0.0f;
 }
-}  // namespace
 
-float dot_f32(const float* a, const float* b, std::int64_t n) noexcept {
-  if (reference_forced()) return ref::dot_f32(a, b, n);
-  return dot_lanes(LoadF32{a}, b, n);
-}
+inline float silu_times(float g, float u) noexcept { return g / (1.0f + std::exp(-g)) * u; }
 
-void matvec(const TensorView& w, const float* x, float* y, std::int64_t begin, std::int64_t end) noexcept {
-  if (reference_forced()) return ref::matvec(w, x, y, begin, end);
+float portable_dot_f32(const float* a, const float* b, std::int64_t n) noexcept { return dot_lanes(LoadF32{a}, b, n); }
+
+void portable_matvec(const TensorView& w, const float* x, float* y, std::int64_t begin, std::int64_t end) noexcept {
   for (std::int64_t r = begin; r < end; ++r) y[r] = row_dot(w, r, x);
 }
 
-void matmul(const TensorView& w, const float* x, std::int64_t ldx, std::int64_t n, float* y, std::int64_t ldy,
-            std::int64_t begin, std::int64_t end) noexcept {
-  if (reference_forced()) return ref::matmul(w, x, ldx, n, y, ldy, begin, end);
-  if (n == 1) return matvec(w, x, y, begin, end);
+void portable_matmul(const TensorView& w, const float* x, std::int64_t ldx, std::int64_t n, float* y,
+                     std::int64_t ldy, std::int64_t begin, std::int64_t end) noexcept {
+  if (n == 1) return portable_matvec(w, x, y, begin, end);
   // Widen a slice of the weight row once and use it for all n vectors.
   constexpr std::int64_t kChunk = 4096;
   alignas(64) float buf[kChunk];
@@ -83,8 +72,19 @@ void matmul(const TensorView& w, const float* x, std::int64_t ldx, std::int64_t 
   }
 }
 
-void rmsnorm(const float* x, const TensorView& weight, float eps, float* out) noexcept {
-  if (reference_forced()) return ref::rmsnorm(x, weight, eps, out);
+void portable_matvec_silu_mul(const TensorView& gate_w, const TensorView& up_w, const float* x, float* out,
+                              std::int64_t begin, std::int64_t end) noexcept {
+  for (std::int64_t r = begin; r < end; ++r) out[r] = silu_times(row_dot(gate_w, r, x), row_dot(up_w, r, x));
+}
+
+void portable_matmul_silu_mul(const TensorView& gate_w, const TensorView& up_w, const float* x, std::int64_t ldx,
+                              std::int64_t n, float* out, std::int64_t ldo, std::int64_t begin,
+                              std::int64_t end) noexcept {
+  for (std::int64_t t = 0; t < n; ++t)
+    portable_matvec_silu_mul(gate_w, up_w, x + t * ldx, out + t * ldo, begin, end);
+}
+
+void portable_rmsnorm(const float* x, const TensorView& weight, float eps, float* out) noexcept {
   const std::int64_t n = weight.cols;
   const float ss = dot_lanes(LoadF32{x}, x, n);
   const float scale = 1.0f / std::sqrt(ss / static_cast<float>(n) + eps);
@@ -99,18 +99,75 @@ void rmsnorm(const float* x, const TensorView& weight, float eps, float* out) no
   }
 }
 
+}  // namespace
+
+namespace detail {
+
+const KernelTable& scalar_table() noexcept {
+  // rope, softmax and silu_mul are elementwise loops already: the references are the portable
+  // versions (the compiler vectorizes what it can under the base flags).
+  static constexpr KernelTable table{Isa::Scalar,
+                                     "scalar",
+                                     &portable_matvec,
+                                     &portable_matmul,
+                                     &portable_matvec_silu_mul,
+                                     &portable_matmul_silu_mul,
+                                     &portable_dot_f32,
+                                     &portable_rmsnorm,
+                                     &ref::rope,
+                                     &ref::softmax,
+                                     &ref::silu_mul};
+  return table;
+}
+
+}  // namespace detail
+
+const KernelTable& reference_table() noexcept {
+  static constexpr KernelTable table{Isa::Scalar,    "reference",   &ref::matvec,  &ref::matmul,
+                                     &ref::matvec_silu_mul, &ref::matmul_silu_mul, &ref::dot_f32,
+                                     &ref::rmsnorm,  &ref::rope,    &ref::softmax, &ref::silu_mul};
+  return table;
+}
+
+bool reference_forced() noexcept { return &active_table() == &reference_table(); }
+
+float dot_f32(const float* a, const float* b, std::int64_t n) noexcept { return active_table().dot_f32(a, b, n); }
+
+void matvec(const TensorView& w, const float* x, float* y, std::int64_t begin, std::int64_t end) noexcept {
+  active_table().matvec(w, x, y, begin, end);
+}
+
+void matmul(const TensorView& w, const float* x, std::int64_t ldx, std::int64_t n, float* y, std::int64_t ldy,
+            std::int64_t begin, std::int64_t end) noexcept {
+  active_table().matmul(w, x, ldx, n, y, ldy, begin, end);
+}
+
+void matvec_silu_mul(const TensorView& gate_w, const TensorView& up_w, const float* x, float* out,
+                     std::int64_t begin, std::int64_t end) noexcept {
+  active_table().matvec_silu_mul(gate_w, up_w, x, out, begin, end);
+}
+
+void matmul_silu_mul(const TensorView& gate_w, const TensorView& up_w, const float* x, std::int64_t ldx,
+                     std::int64_t n, float* out, std::int64_t ldo, std::int64_t begin, std::int64_t end) noexcept {
+  active_table().matmul_silu_mul(gate_w, up_w, x, ldx, n, out, ldo, begin, end);
+}
+
+void rmsnorm(const float* x, const TensorView& weight, float eps, float* out) noexcept {
+  active_table().rmsnorm(x, weight, eps, out);
+}
+
 void embedding_row(const TensorView& table, std::int64_t r, float* out) noexcept {
   to_f32(table.row(r), table.dtype, table.cols, out);
 }
 
 void rope(float* x, int n_heads, int head_dim, const float* cos, const float* sin) noexcept {
-  ref::rope(x, n_heads, head_dim, cos, sin);  // elementwise already; the compiler vectorizes it
+  active_table().rope(x, n_heads, head_dim, cos, sin);
 }
 
-void softmax(float* x, std::int64_t n) noexcept { ref::softmax(x, n); }
+void softmax(float* x, std::int64_t n) noexcept { active_table().softmax(x, n); }
 
 void silu_mul(const float* gate, const float* up, float* out, std::int64_t n) noexcept {
-  ref::silu_mul(gate, up, out, n);
+  active_table().silu_mul(gate, up, out, n);
 }
 
 }  // namespace weft::kernels

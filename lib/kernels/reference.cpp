@@ -32,6 +32,15 @@ float element(const void* row, DType t, std::int64_t i) noexcept {
   }
   return 0.0f;
 }
+
+float row_dot(const TensorView& w, std::int64_t r, const float* x) noexcept {
+  const void* row = w.row(r);
+  float s = 0.0f;
+  for (std::int64_t c = 0; c < w.cols; ++c) s += element(row, w.dtype, c) * x[c];
+  return s;
+}
+
+float silu_times(float g, float u) noexcept { return g / (1.0f + std::exp(-g)) * u; }
 }  // namespace
 
 float dot_f32(const float* a, const float* b, std::int64_t n) noexcept {
@@ -41,17 +50,22 @@ float dot_f32(const float* a, const float* b, std::int64_t n) noexcept {
 }
 
 void matvec(const TensorView& w, const float* x, float* y, std::int64_t begin, std::int64_t end) noexcept {
-  for (std::int64_t r = begin; r < end; ++r) {
-    const void* row = w.row(r);
-    float s = 0.0f;
-    for (std::int64_t c = 0; c < w.cols; ++c) s += element(row, w.dtype, c) * x[c];
-    y[r] = s;
-  }
+  for (std::int64_t r = begin; r < end; ++r) y[r] = row_dot(w, r, x);
 }
 
 void matmul(const TensorView& w, const float* x, std::int64_t ldx, std::int64_t n, float* y, std::int64_t ldy,
             std::int64_t begin, std::int64_t end) noexcept {
   for (std::int64_t t = 0; t < n; ++t) matvec(w, x + t * ldx, y + t * ldy, begin, end);
+}
+
+void matvec_silu_mul(const TensorView& gate_w, const TensorView& up_w, const float* x, float* out,
+                     std::int64_t begin, std::int64_t end) noexcept {
+  for (std::int64_t r = begin; r < end; ++r) out[r] = silu_times(row_dot(gate_w, r, x), row_dot(up_w, r, x));
+}
+
+void matmul_silu_mul(const TensorView& gate_w, const TensorView& up_w, const float* x, std::int64_t ldx,
+                     std::int64_t n, float* out, std::int64_t ldo, std::int64_t begin, std::int64_t end) noexcept {
+  for (std::int64_t t = 0; t < n; ++t) matvec_silu_mul(gate_w, up_w, x + t * ldx, out + t * ldo, begin, end);
 }
 
 void rmsnorm(const float* x, const TensorView& weight, float eps, float* out) noexcept {
@@ -87,7 +101,7 @@ void softmax(float* x, std::int64_t n) noexcept {
 }
 
 void silu_mul(const float* gate, const float* up, float* out, std::int64_t n) noexcept {
-  for (std::int64_t i = 0; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+  for (std::int64_t i = 0; i < n; ++i) out[i] = silu_times(gate[i], up[i]);
 }
 
 }  // namespace ref

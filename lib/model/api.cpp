@@ -1,5 +1,6 @@
 // The public Model, Context and Session, over the internal loader and forward pass.
 #include <algorithm>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "model/forward.hpp"
@@ -40,6 +41,9 @@ ModelInfo describe(const model::LoadedModel& m) {
     for (const TensorView* t : {&L.attn_norm, &L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_norm, &L.w_gate, &L.w_up, &L.w_down})
       bytes += t->bytes();
   i.weight_bytes = bytes;
+  // A decode step reads one embedding row, not the table (unless the table is also the lm_head).
+  const bool tied = w.lm_head.data == w.embedding.data;
+  i.decode_bytes = bytes - (tied ? 0 : w.embedding.bytes()) + w.embedding.row_bytes();
   return i;
 }
 }  // namespace
@@ -66,6 +70,26 @@ struct Context::Impl {
 Context::Context(int threads) : impl_(std::make_unique<Impl>(threads)) {}
 Context::~Context() = default;
 int Context::threads() const noexcept { return impl_->exec.threads(); }
+void Context::set_stats(bool on) noexcept { impl_->exec.enable_stats(on); }
+void Context::reset_stats() noexcept { impl_->exec.stats().reset(); }
+std::string Context::stats_text() const { return impl_->exec.stats().summary(); }
+
+std::string Context::stats_json() const {
+  const par::WorkStealingStats& st = impl_->exec.stats();
+  nlohmann::ordered_json j;
+  j["tasks_created"] = st.tasks_created();
+  j["tasks_run"] = st.tasks_run();
+  j["tasks_stolen"] = st.tasks_stolen();
+  j["chunks"] = st.chunks();
+  j["steal_ratio"] = st.steal_ratio();
+  j["threads"] = nlohmann::ordered_json::array();
+  for (int i = 0; i < st.slots(); ++i) {
+    const auto s = st.slot(i);
+    j["threads"].push_back({{"slot", i}, {"tasks_created", s.tasks_created}, {"tasks_run", s.tasks_run},
+                            {"tasks_stolen", s.tasks_stolen}, {"chunks", s.chunks}, {"busy_ns", s.busy_ns}});
+  }
+  return j.dump();
+}
 
 struct Session::Impl {
   std::shared_ptr<const Model> model;
@@ -107,7 +131,10 @@ Session::Session(std::shared_ptr<const Model> model, Context& context, const Ses
   if (options.block_size <= 0) throw UsageError("block_size must be positive, got " + std::to_string(options.block_size));
   if (options.context < 0) throw UsageError("context must not be negative, got " + std::to_string(options.context));
   const auto& c = model->impl().loaded.config;
-  const int ctx_len = options.context > 0 ? options.context : std::max(c.max_position, 1);
+  // Like llama.cpp, a default context of at most 4096 positions keeps the KV cache of a
+  // 32k-context model from taking gigabytes nobody asked for.
+  constexpr int kDefaultContext = 4096;
+  const int ctx_len = options.context > 0 ? options.context : std::clamp(c.max_position, 1, kDefaultContext);
   impl_->model = std::move(model);
   impl_->exec = &context.impl().exec;
   impl_->cache = model::KVCache(c, ctx_len);

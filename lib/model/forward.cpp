@@ -84,10 +84,13 @@ void attend(const MistralConfig& c, KVCache& cache, ForwardState& s, int layer, 
   }
 }
 
-// y[t] = W x[t] for the n tokens of the block, rows split across the context's threads.
+// y[t] = W x[t] for the n tokens of the block, rows split across the context's threads. The
+// kernels compute rows one by one; blocks of 16 rows give each thread whole cache lines of y.
 void linear(par::ExecContext& ctx, const TensorView& w, const float* x, int n, float* y) noexcept {
+  constexpr std::int64_t kRowBlock = 64 / sizeof(float);
   const std::int64_t ld_x = w.cols, ld_y = w.rows;
-  ctx.parallel_for(w.rows, ctx.row_chunk(w.rows, static_cast<std::int64_t>(w.row_bytes()) * n),
+  const par::WorkShape work{.rows = w.rows, .row_bytes = static_cast<std::int64_t>(w.row_bytes()), .row_block = kRowBlock};
+  ctx.parallel_for(work, par::WorkDistributionConfig::for_matmul(w.rows, w.cols),
                    [&](std::int64_t b, std::int64_t e) { k::matmul(w, x, ld_x, n, y, ld_y, b, e); });
 }
 
@@ -119,8 +122,12 @@ void forward_block(const MistralConfig& c, const MistralWeights& w, par::ExecCon
       k::rope(s.q.data() + t * q_dim, c.n_heads, hd, s.rope_cos.data() + t * half, s.rope_sin.data() + t * half);
       k::rope(s.k.data() + t * kv_dim, c.n_kv_heads, hd, s.rope_cos.data() + t * half, s.rope_sin.data() + t * half);
     }
+    // One item per (token, KV head); each streams the K and V rows of its window.
     const int group = c.n_heads / c.n_kv_heads;
-    ctx.parallel_for(static_cast<std::int64_t>(n) * c.n_kv_heads, 1, [&](std::int64_t b, std::int64_t e) {
+    const std::int64_t keys = c.sliding_window > 0 ? std::min<std::int64_t>(c.sliding_window, pos0 + n) : pos0 + n;
+    const par::WorkShape items{.rows = static_cast<std::int64_t>(n) * c.n_kv_heads,
+                               .row_bytes = keys * hd * 2 * static_cast<std::int64_t>(sizeof(float))};
+    ctx.parallel_for(items, par::WorkDistributionConfig::for_attention(c.n_kv_heads, keys), [&](std::int64_t b, std::int64_t e) {
       const int slot = std::max(0, tbb::this_task_arena::current_thread_index());
       float* scratch = s.scores.data() + static_cast<std::size_t>(slot) * group * s.scores_stride;
       for (std::int64_t task = b; task < e; ++task)

@@ -1,0 +1,425 @@
+#pragma once
+// Kernel bodies shared by the per-ISA translation units (kernels_avx2.cpp, kernels_avx512.cpp,
+// kernels_avx512bf16.cpp), written once over a traits type T that says how to load, convert and
+// reduce one ISA's vectors (see simd_x86.hpp). Include it only from those files.
+//
+// Everything here lives in an anonymous namespace on purpose. Each ISA file compiles this header
+// with different -m flags; with ordinary (vague) linkage the linker would keep one copy of each
+// inline function or template for the whole program, and could hand the AVX-512 copy to the AVX2
+// path (a SIGILL on an AVX2-only machine). Internal linkage gives every ISA file its own copies.
+// For the same reason the code here reads TensorView fields directly rather than calling the
+// inline helpers of core/ (those are shared by translation units built with other flags).
+#include <xsimd/xsimd.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/dispatch.hpp"
+
+namespace weft::kernels {
+namespace {
+
+// Weight matrices as the kernels see them: the fields of a TensorView, read once per call.
+struct Mat {
+  const std::byte* data;
+  std::size_t row_bytes;
+  std::int64_t cols;
+  DType dtype;
+  const std::byte* row(std::int64_t r) const noexcept { return data + static_cast<std::size_t>(r) * row_bytes; }
+};
+
+constexpr std::size_t element_bytes(DType t) noexcept { return t == DType::F32 ? 4 : 2; }
+
+inline Mat mat_of(const TensorView& w) noexcept {
+  return Mat{static_cast<const std::byte*>(w.data), element_bytes(w.dtype) * static_cast<std::size_t>(w.cols), w.cols,
+             w.dtype};
+}
+
+// Software prefetch distance for the streaming weight rows, in bytes ahead of the loads (0 turns it
+// off). Measured with bench_kernels on the development machine (Xeon, Sapphire/Emerald Rapids class,
+// 2 vCPUs): the hardware prefetchers already keep 4 sequential row streams ahead, and explicit
+// prefetching did not raise single-thread GB/s beyond noise, so it stays off by default.
+#ifndef WEFT_PREFETCH_BYTES
+#define WEFT_PREFETCH_BYTES 0
+#endif
+constexpr std::int64_t kPrefetchBytes = WEFT_PREFETCH_BYTES;
+
+// One vector of weights of dtype D starting at element i of a row (unaligned).
+template <class T, DType D>
+inline typename T::B load_w(const std::byte* row, std::int64_t i) noexcept {
+  if constexpr (D == DType::F32) {
+    return T::load(reinterpret_cast<const float*>(row) + i);
+  } else if constexpr (D == DType::F16) {
+    return T::load_f16(reinterpret_cast<const std::uint16_t*>(row) + i);
+  } else {
+    return T::load_bf16(reinterpret_cast<const std::uint16_t*>(row) + i);
+  }
+}
+
+// The first m (< width) weights from element i, zeros in the other lanes; reads only those m.
+template <class T, DType D>
+inline typename T::B load_w_partial(const std::byte* row, std::int64_t i, int m) noexcept {
+  if constexpr (D == DType::F32) {
+    return T::load_partial(reinterpret_cast<const float*>(row) + i, m);
+  } else if constexpr (D == DType::F16) {
+    return T::load_f16_partial(reinterpret_cast<const std::uint16_t*>(row) + i, m);
+  } else {
+    return T::load_bf16_partial(reinterpret_cast<const std::uint16_t*>(row) + i, m);
+  }
+}
+
+// Every dot product of weights with f32 activations below runs the same sequence of operations,
+// whichever kernel computes it: one vector accumulator per (row, vector) pair, acc = fma(w[i..i+N),
+// x[i..i+N), acc) for i = 0, N, 2N, ..., one masked FMA for the tail, then T::sum. So matvec,
+// matmul at any n, any row grouping, and the fused gate/up kernels give bit-identical results for
+// the same row and vector: prefilling a block equals decoding it token by token. Latency is hidden
+// across rows (and tokens) instead of with several accumulators per row: four rows give four FMA
+// chains, which is already ~1 FMA/cycle, far above what memory can feed a matvec.
+
+// out[r] = dot(rows[r][0, n), x) for R rows at once; the R rows share each load of x.
+template <class T, DType D, int R>
+inline void dot_rows(const std::byte* const* rows, const float* x, std::int64_t n, float* out) noexcept {
+  using B = typename T::B;
+  constexpr std::int64_t N = T::kWidth;
+  B acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = B(0.0f);
+  std::int64_t i = 0;
+  for (; i + N <= n; i += N) {
+    if constexpr (kPrefetchBytes > 0) {
+      for (int r = 0; r < R; ++r)
+        T::prefetch(rows[r] + static_cast<std::int64_t>(element_bytes(D)) * i + kPrefetchBytes);
+    }
+    const B xv = T::load(x + i);
+    for (int r = 0; r < R; ++r) acc[r] = T::fmadd(load_w<T, D>(rows[r], i), xv, acc[r]);
+  }
+  if (i < n) {
+    const int m = static_cast<int>(n - i);
+    const B xv = T::load_partial(x + i, m);
+    for (int r = 0; r < R; ++r) acc[r] = T::fmadd(load_w_partial<T, D>(rows[r], i, m), xv, acc[r]);
+  }
+  for (int r = 0; r < R; ++r) out[r] = T::sum(acc[r]);
+}
+
+// y[r - begin] = dot(w.row(r), x) for r in [begin, end): four rows at a time, then the rest.
+template <class T, DType D>
+void matvec_rows(const Mat& w, const float* x, float* y, std::int64_t begin, std::int64_t end) noexcept {
+  std::int64_t r = begin;
+  for (; r + 4 <= end; r += 4) {
+    const std::byte* rows[4] = {w.row(r), w.row(r + 1), w.row(r + 2), w.row(r + 3)};
+    dot_rows<T, D, 4>(rows, x, w.cols, y + (r - begin));
+  }
+  for (; r < end; ++r) {
+    const std::byte* rows[1] = {w.row(r)};
+    dot_rows<T, D, 1>(rows, x, w.cols, y + (r - begin));
+  }
+}
+
+template <class T>
+void matvec_rows_any(const Mat& w, const float* x, float* y, std::int64_t begin, std::int64_t end) noexcept {
+  switch (w.dtype) {
+    case DType::F32: return matvec_rows<T, DType::F32>(w, x, y, begin, end);
+    case DType::F16: return matvec_rows<T, DType::F16>(w, x, y, begin, end);
+    case DType::BF16: return matvec_rows<T, DType::BF16>(w, x, y, begin, end);
+  }
+}
+
+// ---- small-batch matmul (prefill) ---------------------------------------------------------------
+// Register tile: kTileRows weight rows x kTileTokens vectors = 16 accumulators. The weight rows of
+// a tile are widened to f32 one column chunk at a time into an L1-resident pack (so an f16/bf16
+// weight is converted once per chunk, not once per token block), and every token block runs over
+// that pack while the chunk of x (up to kMaxTokens x kChunk floats) stays in L2. The accumulators
+// carry over from chunk to chunk (kept in memory between chunks), so each dot product follows the
+// sequence described above dot_rows and equals the matvec result bit for bit.
+constexpr int kTileRows = 4;
+constexpr int kTileTokens = 4;
+constexpr std::int64_t kChunk = 1024;     // columns per pack: 4 x 1024 x 4 B = 16 KiB; a multiple of N
+constexpr std::int64_t kMaxTokens = 64;   // tokens per pass over a row block
+
+// acc[r][t] = fma over columns [0, kc) of the packed rows w (f32, zero-padded to a multiple of
+// the vector width) and the vectors x (read only up to kc). acc is in memory, TT per row.
+template <class T, int R, int TT>
+inline void tile(const float* const* w, const float* const* x, std::int64_t kc, typename T::B* acc) noexcept {
+  using B = typename T::B;
+  constexpr std::int64_t N = T::kWidth;
+  B a[R][TT];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < TT; ++t) a[r][t] = acc[r * kTileTokens + t];
+  std::int64_t i = 0;
+  for (; i + N <= kc; i += N) {
+    B wv[R];
+    for (int r = 0; r < R; ++r) wv[r] = T::load(w[r] + i);
+    for (int t = 0; t < TT; ++t) {
+      const B xv = T::load(x[t] + i);
+      for (int r = 0; r < R; ++r) a[r][t] = T::fmadd(wv[r], xv, a[r][t]);
+    }
+  }
+  if (i < kc) {
+    const int m = static_cast<int>(kc - i);
+    B wv[R];
+    for (int r = 0; r < R; ++r) wv[r] = T::load(w[r] + i);
+    for (int t = 0; t < TT; ++t) {
+      const B xv = T::load_partial(x[t] + i, m);
+      for (int r = 0; r < R; ++r) a[r][t] = T::fmadd(wv[r], xv, a[r][t]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < TT; ++t) acc[r * kTileTokens + t] = a[r][t];
+}
+
+template <class T, int R>
+inline void tile_tokens(int tt, const float* const* w, const float* const* x, std::int64_t kc,
+                        typename T::B* acc) noexcept {
+  switch (tt) {
+    case 1: return tile<T, R, 1>(w, x, kc, acc);
+    case 2: return tile<T, R, 2>(w, x, kc, acc);
+    case 3: return tile<T, R, 3>(w, x, kc, acc);
+    default: return tile<T, R, 4>(w, x, kc, acc);
+  }
+}
+
+template <class T>
+inline void tile_any(int rr, int tt, const float* const* w, const float* const* x, std::int64_t kc,
+                     typename T::B* acc) noexcept {
+  switch (rr) {
+    case 1: return tile_tokens<T, 1>(tt, w, x, kc, acc);
+    case 2: return tile_tokens<T, 2>(tt, w, x, kc, acc);
+    case 3: return tile_tokens<T, 3>(tt, w, x, kc, acc);
+    default: return tile_tokens<T, 4>(tt, w, x, kc, acc);
+  }
+}
+
+// Widens kc weights of dtype D into dst (f32), zero-padding to a multiple of the vector width.
+template <class T, DType D>
+inline void widen(const std::byte* src, std::int64_t kc, float* dst) noexcept {
+  constexpr std::int64_t N = T::kWidth;
+  std::int64_t i = 0;
+  for (; i + N <= kc; i += N) T::store(dst + i, load_w<T, D>(src, i));
+  if (i < kc) T::store(dst + i, load_w_partial<T, D>(src, i, static_cast<int>(kc - i)));
+}
+
+// y[t*ldy + (r - begin)] = dot(w.row(r), x[t*ldx ...]) for t < n, r in [begin, end).
+template <class T, DType D>
+void matmul_rows(const Mat& w, const float* x, std::int64_t ldx, std::int64_t n, float* y, std::int64_t ldy,
+                 std::int64_t begin, std::int64_t end) noexcept {
+  using B = typename T::B;
+  if (n == 1) return matvec_rows<T, D>(w, x, y, begin, end);
+  alignas(64) float pack[kTileRows * kChunk];
+  // Accumulators of one row block for up to kMaxTokens tokens, kTileRows x kTileTokens per block.
+  B acc[kMaxTokens / kTileTokens][kTileRows * kTileTokens];
+  const std::size_t ebytes = element_bytes(D);
+  for (std::int64_t n0 = 0; n0 < n; n0 += kMaxTokens) {
+    const std::int64_t nn = std::min(kMaxTokens, n - n0);
+    for (std::int64_t r0 = begin; r0 < end; r0 += kTileRows) {
+      const int rr = static_cast<int>(std::min<std::int64_t>(kTileRows, end - r0));
+      for (std::int64_t b = 0; b < (nn + kTileTokens - 1) / kTileTokens; ++b)
+        for (B& a : acc[b]) a = B(0.0f);
+      for (std::int64_t k0 = 0; k0 < w.cols; k0 += kChunk) {
+        const std::int64_t kc = std::min(kChunk, w.cols - k0);
+        const float* wp[kTileRows];
+        for (int r = 0; r < rr; ++r) {
+          widen<T, D>(w.row(r0 + r) + static_cast<std::size_t>(k0) * ebytes, kc, pack + r * kChunk);
+          wp[r] = pack + r * kChunk;
+        }
+        for (std::int64_t t0 = 0; t0 < nn; t0 += kTileTokens) {
+          const int tt = static_cast<int>(std::min<std::int64_t>(kTileTokens, nn - t0));
+          const float* xp[kTileTokens];
+          for (int t = 0; t < tt; ++t) xp[t] = x + (n0 + t0 + t) * ldx + k0;
+          tile_any<T>(rr, tt, wp, xp, kc, acc[t0 / kTileTokens]);
+        }
+      }
+      for (std::int64_t t = 0; t < nn; ++t)
+        for (int r = 0; r < rr; ++r)
+          y[(n0 + t) * ldy + (r0 - begin) + r] = T::sum(acc[t / kTileTokens][r * kTileTokens + t % kTileTokens]);
+    }
+  }
+}
+
+template <class T>
+void matmul_rows_any(const Mat& w, const float* x, std::int64_t ldx, std::int64_t n, float* y, std::int64_t ldy,
+                     std::int64_t begin, std::int64_t end) noexcept {
+  switch (w.dtype) {
+    case DType::F32: return matmul_rows<T, DType::F32>(w, x, ldx, n, y, ldy, begin, end);
+    case DType::F16: return matmul_rows<T, DType::F16>(w, x, ldx, n, y, ldy, begin, end);
+    case DType::BF16: return matmul_rows<T, DType::BF16>(w, x, ldx, n, y, ldy, begin, end);
+  }
+}
+
+// silu(g) * u exactly as the reference writes it.
+inline float silu_times(float g, float u) noexcept { return g / (1.0f + std::exp(-g)) * u; }
+
+// ---- entry points with the signatures of the kernel table ----------------------------------------
+
+template <class T>
+void matvec(const TensorView& w, const float* x, float* y, std::int64_t begin, std::int64_t end) noexcept {
+  matvec_rows_any<T>(mat_of(w), x, y + begin, begin, end);
+}
+
+template <class T>
+void matmul(const TensorView& w, const float* x, std::int64_t ldx, std::int64_t n, float* y, std::int64_t ldy,
+            std::int64_t begin, std::int64_t end) noexcept {
+  matmul_rows_any<T>(mat_of(w), x, ldx, n, y + begin, ldy, begin, end);
+}
+
+// Rows of gate and up are computed in blocks of four (gate block, then up block, both still hot in
+// the row streams) and combined at once, so the model needs no second hidden-size buffer.
+template <class T>
+void matvec_silu_mul(const TensorView& gate_w, const TensorView& up_w, const float* x, float* out, std::int64_t begin,
+                     std::int64_t end) noexcept {
+  const Mat g = mat_of(gate_w), u = mat_of(up_w);
+  for (std::int64_t r0 = begin; r0 < end; r0 += 4) {
+    const std::int64_t r1 = std::min(r0 + 4, end);
+    float gv[4], uv[4];
+    matvec_rows_any<T>(g, x, gv, r0, r1);
+    matvec_rows_any<T>(u, x, uv, r0, r1);
+    for (std::int64_t r = r0; r < r1; ++r) out[r] = silu_times(gv[r - r0], uv[r - r0]);
+  }
+}
+
+template <class T>
+void matmul_silu_mul(const TensorView& gate_w, const TensorView& up_w, const float* x, std::int64_t ldx,
+                     std::int64_t n, float* out, std::int64_t ldo, std::int64_t begin, std::int64_t end) noexcept {
+  if (n == 1) return matvec_silu_mul<T>(gate_w, up_w, x, out, begin, end);
+  const Mat g = mat_of(gate_w), u = mat_of(up_w);
+  constexpr std::int64_t kRows = 16, kTokens = 64;
+  float gv[kTokens * kRows], uv[kTokens * kRows];
+  for (std::int64_t t0 = 0; t0 < n; t0 += kTokens) {
+    const std::int64_t nt = std::min(kTokens, n - t0);
+    for (std::int64_t r0 = begin; r0 < end; r0 += kRows) {
+      const std::int64_t r1 = std::min(r0 + kRows, end);
+      matmul_rows_any<T>(g, x + t0 * ldx, ldx, nt, gv, kRows, r0, r1);
+      matmul_rows_any<T>(u, x + t0 * ldx, ldx, nt, uv, kRows, r0, r1);
+      for (std::int64_t t = 0; t < nt; ++t)
+        for (std::int64_t r = r0; r < r1; ++r)
+          out[(t0 + t) * ldo + r] = silu_times(gv[t * kRows + (r - r0)], uv[t * kRows + (r - r0)]);
+    }
+  }
+}
+
+template <class T>
+float dot_f32(const float* a, const float* b, std::int64_t n) noexcept {
+  using B = typename T::B;
+  constexpr std::int64_t N = T::kWidth;
+  B a0(0.0f), a1(0.0f);
+  std::int64_t i = 0;
+  for (; i + 2 * N <= n; i += 2 * N) {
+    a0 = T::fmadd(T::load(a + i), T::load(b + i), a0);
+    a1 = T::fmadd(T::load(a + i + N), T::load(b + i + N), a1);
+  }
+  if (i + N <= n) {
+    a0 = T::fmadd(T::load(a + i), T::load(b + i), a0);
+    i += N;
+  }
+  if (i < n) {
+    const int m = static_cast<int>(n - i);
+    a1 = T::fmadd(T::load_partial(a + i, m), T::load_partial(b + i, m), a1);
+  }
+  return T::sum(a0 + a1);
+}
+
+// out = x * scale * g in the reference's order (no FMA), so only the sum of squares differs.
+template <class T, DType D>
+inline void scale_by_weight(const float* x, float scale, const std::byte* g, float* out, std::int64_t n) noexcept {
+  using B = typename T::B;
+  constexpr std::int64_t N = T::kWidth;
+  const B s(scale);
+  std::int64_t i = 0;
+  for (; i + N <= n; i += N) T::store(out + i, T::load(x + i) * s * load_w<T, D>(g, i));
+  if (i < n) {
+    const int m = static_cast<int>(n - i);
+    T::store_partial(out + i, T::load_partial(x + i, m) * s * load_w_partial<T, D>(g, i, m), m);
+  }
+}
+
+template <class T>
+void rmsnorm(const float* x, const TensorView& weight, float eps, float* out) noexcept {
+  const std::int64_t n = weight.cols;
+  const float ss = dot_f32<T>(x, x, n);
+  const float scale = 1.0f / std::sqrt(ss / static_cast<float>(n) + eps);
+  const auto* g = static_cast<const std::byte*>(weight.data);
+  switch (weight.dtype) {
+    case DType::F32: return scale_by_weight<T, DType::F32>(x, scale, g, out, n);
+    case DType::F16: return scale_by_weight<T, DType::F16>(x, scale, g, out, n);
+    case DType::BF16: return scale_by_weight<T, DType::BF16>(x, scale, g, out, n);
+  }
+}
+
+// The reference's multiplies and subtractions, lane by lane (the compiler may still contract
+// either into FMAs, so the two agree to rounding, not bit for bit).
+template <class T>
+void rope(float* x, int n_heads, int head_dim, const float* cos, const float* sin) noexcept {
+  using B = typename T::B;
+  constexpr int N = static_cast<int>(T::kWidth);
+  const int half = head_dim / 2;
+  for (int h = 0; h < n_heads; ++h) {
+    float* v = x + static_cast<std::ptrdiff_t>(h) * head_dim;
+    int i = 0;
+    for (; i + N <= half; i += N) {
+      const B a = T::load(v + i), b = T::load(v + i + half), c = T::load(cos + i), s = T::load(sin + i);
+      T::store(v + i, a * c - b * s);
+      T::store(v + i + half, b * c + a * s);
+    }
+    if (i < half) {
+      const int m = half - i;
+      const B a = T::load_partial(v + i, m), b = T::load_partial(v + i + half, m);
+      const B c = T::load_partial(cos + i, m), s = T::load_partial(sin + i, m);
+      T::store_partial(v + i, a * c - b * s, m);
+      T::store_partial(v + i + half, b * c + a * s, m);
+    }
+  }
+}
+
+template <class T>
+void softmax(float* x, std::int64_t n) noexcept {
+  using B = typename T::B;
+  constexpr std::int64_t N = T::kWidth;
+  if (n <= 0) return;
+  const std::int64_t nv = n / N * N;
+  float mx = -INFINITY;
+  if (nv > 0) {
+    B m = T::load(x);
+    for (std::int64_t i = N; i < nv; i += N) m = xsimd::max(m, T::load(x + i));
+    mx = T::max(m);
+  }
+  for (std::int64_t i = nv; i < n; ++i) mx = std::fmax(mx, x[i]);
+  const B vmx(mx);
+  B acc(0.0f);
+  for (std::int64_t i = 0; i < nv; i += N) {
+    const B e = xsimd::exp(T::load(x + i) - vmx);
+    T::store(x + i, e);
+    acc += e;
+  }
+  float sum = T::sum(acc);
+  for (std::int64_t i = nv; i < n; ++i) {
+    x[i] = std::exp(x[i] - mx);
+    sum += x[i];
+  }
+  const float inv = 1.0f / sum;
+  const B vinv(inv);
+  for (std::int64_t i = 0; i < nv; i += N) T::store(x + i, T::load(x + i) * vinv);
+  for (std::int64_t i = nv; i < n; ++i) x[i] *= inv;
+}
+
+template <class T>
+void silu_mul(const float* gate, const float* up, float* out, std::int64_t n) noexcept {
+  using B = typename T::B;
+  constexpr std::int64_t N = T::kWidth;
+  const B one(1.0f);
+  std::int64_t i = 0;
+  for (; i + N <= n; i += N) {
+    const B g = T::load(gate + i);
+    T::store(out + i, g / (one + xsimd::exp(-g)) * T::load(up + i));
+  }
+  for (; i < n; ++i) out[i] = silu_times(gate[i], up[i]);
+}
+
+// The table of one ISA, from its traits type.
+template <class T>
+constexpr KernelTable make_table(Isa isa, const char* name) noexcept {
+  return KernelTable{isa,          name,         &matvec<T>,  &matmul<T>,  &matvec_silu_mul<T>, &matmul_silu_mul<T>,
+                     &dot_f32<T>, &rmsnorm<T>, &rope<T>,    &softmax<T>, &silu_mul<T>};
+}
+
+}  // namespace
+}  // namespace weft::kernels

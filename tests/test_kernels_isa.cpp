@@ -1,0 +1,572 @@
+// Every kernel of every ISA variant this build compiled (and this CPU runs) against the scalar
+// references and a float64 evaluation, with tolerances derived from the data:
+//  - dot products (matvec, matmul, dot_f32): the recursive-summation bound 2·n·eps·Σ|w_i x_i|
+//    (any summation order, FMA or not, stays inside n·eps·Σ|w_i x_i| to first order; the factor 2
+//    covers the widened f16/bf16 weights, which are exact in f32, and the second-order terms);
+//  - the AVX512_BF16 method adds the error of splitting x into bf16 hi + lo: each split rounds to
+//    8 significant bits, so |x - x_hi| <= 2^-8|x| and |x - x_hi - x_lo| <= 2^-8|x - x_hi| <= 2^-16|x|,
+//    i.e. at most 2^-16·Σ|w_i x_i| more (products of bf16 pairs are exact in f32);
+//  - elementwise kernels: a few eps relative, from the operations each one performs.
+// Weights sit at unaligned addresses (2 bytes off for f16/bf16, 4 for f32), the shapes are odd and
+// the row ranges do not start at 0.
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/aligned_buffer.hpp"
+#include "core/dtype.hpp"
+#include "kernels/dispatch.hpp"
+#include "kernels/kernels.hpp"
+#include "kernels/kernels_config.hpp"
+#include "testing.hpp"
+
+using namespace weft;
+namespace k = weft::kernels;
+
+namespace {
+
+constexpr double kEps = std::numeric_limits<float>::epsilon();
+constexpr DType kDtypes[] = {DType::F32, DType::F16, DType::BF16};
+
+// The tables to test: every compiled ISA the CPU supports; the others are reported and skipped.
+std::vector<const k::KernelTable*> tables_under_test() {
+  std::vector<const k::KernelTable*> out;
+  for (k::Isa isa : k::compiled_isas()) {
+    if (const k::KernelTable* t = k::kernel_table(isa)) {
+      out.push_back(t);
+    } else {
+      MESSAGE("skipping the " << k::isa_name(isa) << " kernels: this CPU does not support them");
+    }
+  }
+  return out;
+}
+
+// A (rows, cols) weight matrix stored at a deliberately unaligned address.
+struct Matrix {
+  AlignedBuffer<std::byte> storage;
+  std::vector<double> exact;  // the stored values, widened exactly
+  TensorView view;
+  int rows = 0, cols = 0;
+  double at(int r, int c) const { return exact[static_cast<std::size_t>(r) * cols + c]; }
+};
+
+Matrix random_matrix(DType t, int rows, int cols, std::mt19937& rng, float sigma = 1.0f) {
+  std::normal_distribution<float> nd(0.0f, sigma);
+  Matrix m;
+  m.rows = rows;
+  m.cols = cols;
+  const std::size_t n = static_cast<std::size_t>(rows) * cols;
+  const std::size_t offset = t == DType::F32 ? 4 : 2;  // never 64-byte (or even 8-byte) aligned
+  m.storage.resize(dtype_bytes(t, n) + 64);
+  std::byte* base = m.storage.data() + offset;
+  m.exact.resize(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const float v = nd(rng);
+    if (t == DType::F32) {
+      std::memcpy(base + 4 * i, &v, 4);
+      m.exact[i] = v;
+    } else {
+      const std::uint16_t h = t == DType::BF16 ? f32_to_bf16(v) : f32_to_f16(v);
+      std::memcpy(base + 2 * i, &h, 2);
+      m.exact[i] = t == DType::BF16 ? bf16_to_f32(h) : f16_to_f32(h);
+    }
+  }
+  m.view = make_view_2d(base, t, rows, cols);
+  return m;
+}
+
+std::vector<float> random_vector(std::size_t n, std::mt19937& rng, float sigma = 1.0f) {
+  std::normal_distribution<float> nd(0.0f, sigma);
+  std::vector<float> v(n);
+  for (auto& x : v) x = nd(rng);
+  return v;
+}
+
+// The float64 dot product of row r with x, and Σ|w_i x_i|.
+struct Exact {
+  double value, magnitude;
+};
+Exact exact_dot(const Matrix& m, int r, const float* x) {
+  Exact e{0.0, 0.0};
+  for (int c = 0; c < m.cols; ++c) {
+    e.value += m.at(r, c) * x[c];
+    e.magnitude += std::fabs(m.at(r, c) * x[c]);
+  }
+  return e;
+}
+
+// The error bound for one dot product of n terms computed by table t on dtype d.
+double dot_bound(const k::KernelTable& t, DType d, int n, double magnitude) {
+  double rel = 2.0 * n * kEps;
+#if WEFT_KERNELS_AVX512BF16
+  if (t.isa == k::Isa::Avx512Bf16 && d == DType::BF16 && k::detail::avx512bf16_default_is_dpbf16())
+    rel += std::ldexp(1.0, -16);
+#endif
+  return rel * magnitude + 1e-30;
+}
+
+// Checks y[r] for r in [begin, end) against the exact products; reports the worst row.
+void check_rows(const k::KernelTable& t, const Matrix& m, const float* x, const float* y, int begin, int end) {
+  int bad = -1;
+  double worst = 0.0;
+  for (int r = begin; r < end; ++r) {
+    const Exact e = exact_dot(m, r, x);
+    const double err = std::fabs(y[r] - e.value), tol = dot_bound(t, m.view.dtype, m.cols, e.magnitude);
+    if (!(err <= tol) && (bad < 0 || err / tol > worst)) {
+      bad = r;
+      worst = err / tol;
+    }
+  }
+  INFO("worst row " << bad << " at " << worst << "x its bound");
+  CHECK(bad == -1);
+}
+
+double silu(double g) { return g / (1.0 + std::exp(-g)); }
+
+// The bound on silu(g~)·u~ - silu(g)·u when |g~ - g| <= bg and |u~ - u| <= bu: |silu'| <= 1.1,
+// plus the roundings of exp, the add, the divide and the multiply (a few eps of the result).
+double silu_mul_bound(double g, double bg, double u, double bu) {
+  return 1.1 * bg * (std::fabs(u) + bu) + (std::fabs(silu(g)) + 1.1 * bg) * bu + 8 * kEps * std::fabs(silu(g) * u) +
+         1e-30;
+}
+
+// Restores WEFT_ISA / WEFT_REFERENCE and the kernel choice they make when a test case ends.
+class EnvGuard {
+ public:
+  EnvGuard() : isa_(get("WEFT_ISA")), reference_(get("WEFT_REFERENCE")) {}
+  ~EnvGuard() {
+    put("WEFT_ISA", isa_);
+    put("WEFT_REFERENCE", reference_);
+    k::select_isa_from_environment();
+  }
+
+ private:
+  static std::optional<std::string> get(const char* name) {
+    const char* v = std::getenv(name);
+    return v ? std::optional<std::string>(v) : std::nullopt;
+  }
+  static void put(const char* name, const std::optional<std::string>& v) {
+    if (v) {
+      setenv(name, v->c_str(), 1);
+    } else {
+      unsetenv(name);
+    }
+  }
+  std::optional<std::string> isa_, reference_;
+};
+
+}  // namespace
+
+// The best ISA this build and CPU can run.
+k::Isa best_available() {
+  k::Isa best = k::Isa::Scalar;
+  for (k::Isa isa : k::compiled_isas())
+    if (k::isa_available(isa)) best = isa;
+  return best;
+}
+
+// Declared first so that it sees the choice the process made at its first kernel call (meson runs
+// this binary again with WEFT_ISA=avx2 and with WEFT_REFERENCE=1 set).
+TEST_CASE("the environment at startup selects the kernels (WEFT_ISA, WEFT_REFERENCE)") {
+  const char* isa_env = std::getenv("WEFT_ISA");
+  const char* ref_env = std::getenv("WEFT_REFERENCE");
+  const bool reference = ref_env != nullptr && *ref_env != '\0' && std::strcmp(ref_env, "0") != 0;
+  k::Isa expected = best_available();
+  if (isa_env != nullptr && *isa_env != '\0') {
+    const auto named = k::parse_isa(isa_env);
+    if (named && k::isa_available(*named)) {
+      expected = *named;
+    } else {
+      MESSAGE("WEFT_ISA=" << isa_env << " is not available here; expecting the fallback "
+                          << k::isa_name(expected));
+    }
+  }
+  MESSAGE("detected " << k::isa_name(k::detected_isa()) << ", active "
+                      << (reference ? std::string("reference") : std::string(k::isa_name(k::active_isa()))));
+  CHECK(k::reference_forced() == reference);
+  CHECK(&k::active_table() == (reference ? &k::reference_table() : k::kernel_table(expected)));
+  if (!reference) CHECK(k::active_isa() == expected);
+}
+
+TEST_CASE("ISA names, detection and the compiled list are consistent") {
+  for (k::Isa isa : {k::Isa::Scalar, k::Isa::Avx2, k::Isa::Avx512, k::Isa::Avx512Bf16}) {
+    CHECK(k::parse_isa(k::isa_name(isa)) == isa);
+    CHECK(k::isa_available(isa) == (k::kernel_table(isa) != nullptr));
+    if (const k::KernelTable* t = k::kernel_table(isa)) {
+      CHECK(t->isa == isa);
+      CHECK(k::isa_name(isa) == t->name);
+    }
+  }
+  CHECK(k::parse_isa("AVX512") == k::Isa::Avx512);
+  CHECK_FALSE(k::parse_isa("sse9").has_value());
+  REQUIRE_FALSE(k::compiled_isas().empty());
+  CHECK(k::compiled_isas().front() == k::Isa::Scalar);
+  CHECK(k::cpu_supports(k::Isa::Scalar));
+  CHECK(k::cpu_supports(k::detected_isa()));
+#if defined(__x86_64__)
+  // The development machines have AVX-512 with BF16; a plain x86-64 build still has AVX2 compiled.
+  CHECK(k::compiled_isas().size() >= 2);
+#endif
+}
+
+TEST_CASE("force_isa and WEFT_ISA change which implementation runs") {
+  EnvGuard guard;
+  std::mt19937 rng(3);
+  const Matrix m = random_matrix(DType::BF16, 9, 100, rng);
+  const auto x = random_vector(100, rng);
+  for (const k::KernelTable* t : tables_under_test()) {
+    CAPTURE(std::string(t->name));
+    REQUIRE(k::force_isa(t->isa));
+    CHECK(k::active_isa() == t->isa);
+    CHECK(&k::active_table() == t);
+    CHECK_FALSE(k::reference_forced());
+    // The dispatching entry point runs exactly this table's kernel: bit-identical results.
+    std::vector<float> y(9), y_direct(9);
+    k::matvec(m.view, x.data(), y.data(), 0, 9);
+    t->matvec(m.view, x.data(), y_direct.data(), 0, 9);
+    CHECK(std::memcmp(y.data(), y_direct.data(), sizeof(float) * 9) == 0);
+
+    k::force_reference(true);
+    CHECK(k::reference_forced());
+    k::matvec(m.view, x.data(), y.data(), 0, 9);
+    k::ref::matvec(m.view, x.data(), y_direct.data(), 0, 9);
+    CHECK(std::memcmp(y.data(), y_direct.data(), sizeof(float) * 9) == 0);
+    k::force_reference(false);
+    CHECK(&k::active_table() == t);
+
+    setenv("WEFT_ISA", std::string(t->name).c_str(), 1);
+    unsetenv("WEFT_REFERENCE");
+    CHECK(k::force_isa(k::Isa::Scalar));
+    k::select_isa_from_environment();
+    CHECK(&k::active_table() == t);
+  }
+  for (k::Isa isa : k::compiled_isas())
+    if (!k::isa_available(isa)) CHECK_FALSE(k::force_isa(isa));
+
+  // An ISA this machine cannot run, or a name that is no ISA, falls back to the best one.
+  setenv("WEFT_ISA", "sse9", 1);
+  k::select_isa_from_environment();
+  CHECK(k::active_isa() == best_available());
+  setenv("WEFT_REFERENCE", "1", 1);
+  k::select_isa_from_environment();
+  CHECK(k::reference_forced());
+  setenv("WEFT_REFERENCE", "0", 1);
+  k::select_isa_from_environment();
+  CHECK_FALSE(k::reference_forced());
+}
+
+TEST_CASE("matvec of every ISA matches the exact product: odd shapes, unaligned rows, sub-ranges") {
+  std::mt19937 rng(11);
+  const int rows = 13;
+  for (const k::KernelTable* t : tables_under_test()) {
+    for (DType d : kDtypes) {
+      for (int cols : {1, 7, 15, 16, 17, 31, 32, 33, 100, 4100}) {
+        CAPTURE(std::string(t->name));
+        CAPTURE(dtype_name(d));
+        CAPTURE(cols);
+        const Matrix m = random_matrix(d, rows, cols, rng);
+        // x starts one float past an aligned address too.
+        std::vector<float> xbuf = random_vector(static_cast<std::size_t>(cols) + 1, rng);
+        const float* x = xbuf.data() + 1;
+        for (auto [b, e] : {std::pair{0, rows}, {3, rows}, {5, 6}, {2, 11}, {4, 4}}) {
+          CAPTURE(b);
+          CAPTURE(e);
+          std::vector<float> y(rows, -7.0f), y_ref(rows, -7.0f);
+          t->matvec(m.view, x, y.data(), b, e);
+          k::ref::matvec(m.view, x, y_ref.data(), b, e);
+          check_rows(*t, m, x, y.data(), b, e);
+          check_rows(*t, m, x, y_ref.data(), b, e);
+          for (int r = 0; r < rows; ++r)
+            if (r < b || r >= e) CHECK(y[r] == -7.0f);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("matmul of every ISA matches the exact products for n = 1..9 and 16, with strides") {
+  std::mt19937 rng(12);
+  const int rows = 11;
+  for (const k::KernelTable* t : tables_under_test()) {
+    for (DType d : kDtypes) {
+      for (int cols : {1, 7, 17, 33, 1030, 4100}) {
+        const Matrix m = random_matrix(d, rows, cols, rng);
+        for (int n : {1, 2, 3, 4, 5, 7, 9, 16}) {
+          CAPTURE(std::string(t->name));
+          CAPTURE(dtype_name(d));
+          CAPTURE(cols);
+          CAPTURE(n);
+          const int ldx = cols + 3, ldy = rows + 2, b = 2, e = rows;  // padded strides, range not at 0
+          const auto x = random_vector(static_cast<std::size_t>(n) * ldx, rng);
+          std::vector<float> y(static_cast<std::size_t>(n) * ldy, -7.0f);
+          t->matmul(m.view, x.data(), ldx, n, y.data(), ldy, b, e);
+          for (int i = 0; i < n; ++i) {
+            CAPTURE(i);
+            check_rows(*t, m, x.data() + i * ldx, y.data() + i * ldy, b, e);
+            for (int r = 0; r < ldy; ++r)
+              if (r < b || r >= e) CHECK(y[i * ldy + r] == -7.0f);
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("matvec_silu_mul and matmul_silu_mul of every ISA match silu(W_gate x) * (W_up x)") {
+  std::mt19937 rng(13);
+  const int rows = 10;
+  for (const k::KernelTable* t : tables_under_test()) {
+    for (DType d : kDtypes) {
+      for (int cols : {1, 15, 33, 4100}) {
+        // A wider gate spread reaches the saturated parts of silu.
+        const Matrix gate = random_matrix(d, rows, cols, rng, 0.5f), up = random_matrix(d, rows, cols, rng);
+        for (int n : {1, 3, 4, 6}) {
+          CAPTURE(std::string(t->name));
+          CAPTURE(dtype_name(d));
+          CAPTURE(cols);
+          CAPTURE(n);
+          const int ldx = cols + 1, ldo = rows + 1, b = 1, e = rows;
+          const auto x = random_vector(static_cast<std::size_t>(n) * ldx, rng);
+          std::vector<float> out(static_cast<std::size_t>(n) * ldo, -7.0f), ref(out);
+          if (n == 1) {
+            t->matvec_silu_mul(gate.view, up.view, x.data(), out.data(), b, e);
+            k::ref::matvec_silu_mul(gate.view, up.view, x.data(), ref.data(), b, e);
+          } else {
+            t->matmul_silu_mul(gate.view, up.view, x.data(), ldx, n, out.data(), ldo, b, e);
+            k::ref::matmul_silu_mul(gate.view, up.view, x.data(), ldx, n, ref.data(), ldo, b, e);
+          }
+          int bad = -1;
+          for (int i = 0; i < n; ++i)
+            for (int r = 0; r < ldo; ++r) {
+              const float got = out[i * ldo + r], want_ref = ref[i * ldo + r];
+              if (r < b || r >= e) {
+                if (got != -7.0f || want_ref != -7.0f) bad = r;
+                continue;
+              }
+              const Exact g = exact_dot(gate, r, x.data() + i * ldx), u = exact_dot(up, r, x.data() + i * ldx);
+              const double exact = silu(g.value) * u.value;
+              const double tol = silu_mul_bound(g.value, dot_bound(*t, d, cols, g.magnitude), u.value,
+                                                dot_bound(*t, d, cols, u.magnitude));
+              if (!(std::fabs(got - exact) <= tol) || !(std::fabs(want_ref - exact) <= tol)) bad = r;
+            }
+          CHECK(bad == -1);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("dot_f32 of every ISA matches the exact dot product at odd lengths and offsets") {
+  std::mt19937 rng(14);
+  for (const k::KernelTable* t : tables_under_test()) {
+    for (int n : {0, 1, 7, 15, 16, 17, 33, 64, 128, 4100}) {
+      CAPTURE(std::string(t->name));
+      CAPTURE(n);
+      const auto a = random_vector(static_cast<std::size_t>(n) + 1, rng), b = random_vector(n + 3, rng);
+      const float* pa = a.data() + 1;  // 4 bytes off
+      const float* pb = b.data() + 3;
+      double exact = 0, mag = 0;
+      for (int i = 0; i < n; ++i) {
+        exact += double(pa[i]) * pb[i];
+        mag += std::fabs(double(pa[i]) * pb[i]);
+      }
+      const double tol = 2.0 * n * kEps * mag + 1e-30;
+      CHECK(std::fabs(t->dot_f32(pa, pb, n) - exact) <= tol);
+      CHECK(std::fabs(k::ref::dot_f32(pa, pb, n) - exact) <= tol);
+    }
+  }
+}
+
+TEST_CASE("rmsnorm of every ISA matches the definition for every weight dtype") {
+  std::mt19937 rng(15);
+  for (const k::KernelTable* t : tables_under_test()) {
+    for (DType d : kDtypes) {
+      for (int n : {1, 7, 17, 33, 4100}) {
+        CAPTURE(std::string(t->name));
+        CAPTURE(dtype_name(d));
+        CAPTURE(n);
+        const Matrix g = random_matrix(d, 1, n, rng);
+        TensorView gv = g.view;
+        gv.ndim = 1;
+        const auto xbuf = random_vector(static_cast<std::size_t>(n) + 1, rng);
+        const float* x = xbuf.data() + 1;
+        std::vector<float> out(n), ref(n);
+        t->rmsnorm(x, gv, 1e-5f, out.data());
+        k::ref::rmsnorm(x, gv, 1e-5f, ref.data());
+        double ss = 0;
+        for (int i = 0; i < n; ++i) ss += double(x[i]) * x[i];
+        const double scale = 1.0 / std::sqrt(ss / n + 1e-5);
+        // The sum of squares has relative error <= n·eps (all terms positive); the square root
+        // halves it; the divide, the add and two multiplies add one eps each.
+        int bad = -1;
+        for (int i = 0; i < n; ++i) {
+          const double exact = x[i] * scale * g.exact[i];
+          const double tol = (n * kEps + 6 * kEps) * std::fabs(exact) + 1e-30;
+          if (!(std::fabs(out[i] - exact) <= tol) || !(std::fabs(ref[i] - exact) <= tol)) bad = i;
+        }
+        CHECK(bad == -1);
+      }
+    }
+  }
+}
+
+TEST_CASE("rope of every ISA matches the exact rotation") {
+  std::mt19937 rng(16);
+  for (const k::KernelTable* t : tables_under_test()) {
+    for (int hd : {2, 8, 14, 34, 64, 128}) {
+      CAPTURE(std::string(t->name));
+      CAPTURE(hd);
+      const int heads = 3, half = hd / 2;
+      const auto q0 = random_vector(static_cast<std::size_t>(heads) * hd, rng);
+      auto q = q0, q_ref = q0;
+      std::vector<float> c(half), s(half);
+      for (int i = 0; i < half; ++i) {
+        const double ang = 7.0 * std::pow(10000.0, -2.0 * i / hd);
+        c[i] = static_cast<float>(std::cos(ang));
+        s[i] = static_cast<float>(std::sin(ang));
+      }
+      t->rope(q.data(), heads, hd, c.data(), s.data());
+      k::ref::rope(q_ref.data(), heads, hd, c.data(), s.data());
+      // a·c - b·s rounds at most three times (two products, one difference; an FMA only removes
+      // one), so its error is below 2·eps·(|a·c| + |b·s|) with room to spare; likewise b·c + a·s.
+      int bad = -1;
+      for (int h = 0; h < heads; ++h)
+        for (int i = 0; i < half; ++i) {
+          const int lo = h * hd + i, hi = lo + half;
+          const double a = q0[lo], b = q0[hi];
+          const double tol_lo = 2 * kEps * (std::fabs(a * c[i]) + std::fabs(b * s[i])) + 1e-30;
+          const double tol_hi = 2 * kEps * (std::fabs(b * c[i]) + std::fabs(a * s[i])) + 1e-30;
+          const double want_lo = a * c[i] - b * s[i], want_hi = b * c[i] + a * s[i];
+          for (const auto* v : {&q, &q_ref})
+            if (!(std::fabs((*v)[lo] - want_lo) <= tol_lo) || !(std::fabs((*v)[hi] - want_hi) <= tol_hi)) bad = lo;
+        }
+      CHECK(bad == -1);
+    }
+  }
+}
+
+TEST_CASE("softmax of every ISA matches the exact softmax, including a wide range of scores") {
+  std::mt19937 rng(17);
+  for (const k::KernelTable* t : tables_under_test()) {
+    for (int n : {1, 7, 16, 17, 33, 100, 4100}) {
+      for (float sigma : {1.0f, 30.0f}) {
+        CAPTURE(std::string(t->name));
+        CAPTURE(n);
+        CAPTURE(sigma);
+        auto x = random_vector(n, rng, sigma), x_ref = x;
+        const auto in = x;
+        t->softmax(x.data(), n);
+        k::ref::softmax(x_ref.data(), n);
+        double mx = -INFINITY, sum = 0;
+        for (float v : in) mx = std::max(mx, double(v));
+        for (float v : in) sum += std::exp(double(v) - mx);
+        // Relative error of p_i: rounding x_i - max (eps·|x_i - max| after exp), exp itself (2 eps),
+        // the sum (n eps), the reciprocal and the scaling (2 eps).
+        int bad = -1;
+        for (int i = 0; i < n; ++i) {
+          const double d = double(in[i]) - mx, exact = std::exp(d) / sum;
+          const double tol = exact * kEps * (std::fabs(d) + n + 4) + 1e-37;
+          if (!(std::fabs(x[i] - exact) <= tol) || !(std::fabs(x_ref[i] - exact) <= tol)) bad = i;
+        }
+        CHECK(bad == -1);
+      }
+    }
+  }
+}
+
+TEST_CASE("silu_mul of every ISA matches silu(g) * u, in place too") {
+  std::mt19937 rng(18);
+  for (const k::KernelTable* t : tables_under_test()) {
+    for (int n : {1, 7, 16, 17, 33, 4100}) {
+      CAPTURE(std::string(t->name));
+      CAPTURE(n);
+      auto g = random_vector(n, rng, 4.0f);
+      const auto u = random_vector(n, rng);
+      g[0] = -100.0f;  // exp(100) overflows to inf: silu must still be -0, not NaN
+      if (n > 1) g[1] = 100.0f;
+      std::vector<float> out(n), ref(n);
+      t->silu_mul(g.data(), u.data(), out.data(), n);
+      k::ref::silu_mul(g.data(), u.data(), ref.data(), n);
+      int bad = -1;
+      for (int i = 0; i < n; ++i) {
+        const double exact = silu(g[i]) * u[i];
+        // exp (2 eps), the add, the divide and the multiply; below FLT_MIN the result may flush.
+        const double tol = 8 * kEps * std::fabs(exact) + 1e-37;
+        if (!(std::fabs(out[i] - exact) <= tol) || !(std::fabs(ref[i] - exact) <= tol)) bad = i;
+      }
+      CHECK(bad == -1);
+      auto inplace = g;
+      t->silu_mul(inplace.data(), u.data(), inplace.data(), n);
+      CHECK(std::memcmp(inplace.data(), out.data(), sizeof(float) * n) == 0);
+    }
+  }
+}
+
+#if WEFT_KERNELS_AVX512BF16
+TEST_CASE("the AVX512_BF16 vdpbf16ps matvec stays within the bound of its split of x") {
+  if (!k::isa_available(k::Isa::Avx512Bf16)) {
+    MESSAGE("skipping: this CPU has no AVX512_BF16");
+    return;
+  }
+  using Fn = void (*)(const TensorView&, const float*, float*, std::int64_t, std::int64_t) noexcept;
+  // Splitting x into p bf16 parts leaves |x - Σ parts| <= 2^(-8p)|x| (each part rounds what the
+  // previous ones left to 8 significant bits), which adds 2^(-8p)·Σ|w_i x_i| to the f32 bound.
+  const std::pair<Fn, int> methods[] = {{&k::detail::avx512bf16_matvec_dpbf16, 2},
+                                        {&k::detail::avx512bf16_matvec_dpbf16x3, 3},
+                                        {&k::detail::avx512bf16_matvec_shift, 0}};
+  std::mt19937 rng(19);
+  const k::KernelTable& t = *k::kernel_table(k::Isa::Avx512Bf16);
+  for (auto [fn, parts] : methods) {
+    for (int cols : {1, 7, 15, 31, 32, 33, 100, 4100}) {
+      CAPTURE(parts);
+      CAPTURE(cols);
+      const int rows = 9;
+      const Matrix m = random_matrix(DType::BF16, rows, cols, rng);
+      const auto xbuf = random_vector(static_cast<std::size_t>(cols) + 1, rng);
+      const float* x = xbuf.data() + 1;
+      std::vector<float> y(rows, -7.0f);
+      fn(m.view, x, y.data(), 2, rows);
+      int bad = -1;
+      for (int r = 2; r < rows; ++r) {
+        const Exact e = exact_dot(m, r, x);
+        const double tol = dot_bound(t, DType::BF16, cols, e.magnitude) -
+                           (k::detail::avx512bf16_default_is_dpbf16() ? std::ldexp(e.magnitude, -16) : 0.0) +
+                           (parts > 0 ? std::ldexp(e.magnitude, -8 * parts) : 0.0);
+        if (!(std::fabs(y[r] - e.value) <= tol)) bad = r;
+      }
+      CHECK(bad == -1);
+      CHECK(y[0] == -7.0f);
+      CHECK(y[1] == -7.0f);
+    }
+  }
+}
+#endif
+
+TEST_CASE("prefill equals decode: matmul at any n gives the matvec result bit for bit") {
+  std::mt19937 rng(20);
+  for (const k::KernelTable* t : tables_under_test()) {
+    for (DType d : kDtypes) {
+      CAPTURE(std::string(t->name));
+      CAPTURE(dtype_name(d));
+      const int rows = 10, cols = 2500, n = 70;  // several column chunks and token passes
+      const Matrix m = random_matrix(d, rows, cols, rng);
+      const auto x = random_vector(static_cast<std::size_t>(n) * cols, rng);
+      std::vector<float> y(static_cast<std::size_t>(n) * rows), y1(y.size());
+      t->matmul(m.view, x.data(), cols, n, y.data(), rows, 1, rows);
+      for (int i = 0; i < n; ++i) t->matvec(m.view, x.data() + i * cols, y1.data() + i * rows, 1, rows);
+      bool same = true;
+      for (int i = 0; i < n; ++i)
+        for (int r = 1; r < rows; ++r) same = same && y[i * rows + r] == y1[i * rows + r];
+      if (t->isa == k::Isa::Scalar) {
+        MESSAGE("the portable kernels do not promise it");
+      } else {
+        CHECK(same);
+      }
+    }
+  }
+}

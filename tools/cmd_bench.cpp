@@ -1,0 +1,161 @@
+// `weft bench`: prompt processing and decode speed in llama-bench's spirit, judged against the
+// machine's read bandwidth measured in the same run.
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <numeric>
+#include <sstream>
+
+#include "commands.hpp"
+#include "weft/weft.hpp"
+
+namespace weft::cli {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+
+struct Stat {
+  double mean = 0, sd = 0;
+  std::vector<double> samples;
+};
+Stat stat_of(std::vector<double> v) {
+  Stat s;
+  s.samples = v;
+  if (v.empty()) return s;
+  s.mean = std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
+  double ss = 0;
+  for (double x : v) ss += (x - s.mean) * (x - s.mean);
+  s.sd = v.size() > 1 ? std::sqrt(ss / static_cast<double>(v.size() - 1)) : 0.0;
+  return s;
+}
+
+// Deterministic token ids in [0, vocab): benchmarks feed ids, they do not sample.
+std::vector<std::int32_t> bench_tokens(int n, int vocab, std::uint64_t seed) {
+  std::vector<std::int32_t> ids(static_cast<std::size_t>(n));
+  for (auto& id : ids) {
+    seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+    id = static_cast<std::int32_t>((seed >> 33) % static_cast<std::uint64_t>(vocab));
+  }
+  return ids;
+}
+
+std::vector<int> parse_int_list(const std::string& s, const char* what) {
+  std::vector<int> out;
+  for (auto id : parse_ids(s)) {
+    if (id < 1 || id > 1024) throw UsageError(std::string(what) + ": " + std::to_string(id) + " is out of range [1, 1024]");
+    out.push_back(id);
+  }
+  return out;
+}
+}  // namespace
+
+Runner add_bench(CLI::App& app) {
+  struct Args {
+    std::string model, threads;
+    int p = 128, n = 64, r = 3;
+    bool json = false, membw = false, stats = false;
+    std::size_t membw_bytes = std::size_t{1} << 30;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* sub = app.add_subcommand("bench", "Measure prompt processing (pp) and decode (tg) tokens/s");
+  sub->add_option("-m,--model", a->model, "model to benchmark")->required();
+  sub->add_option("-p,--n-prompt", a->p, "prompt tokens for the pp test (0: skip)")->check(CLI::Range(0, 1 << 20))->capture_default_str();
+  sub->add_option("-n,--n-gen", a->n, "tokens for the tg test (0: skip)")->check(CLI::Range(0, 1 << 20))->capture_default_str();
+  sub->add_option("-r,--repetitions", a->r, "repetitions of each test")->check(CLI::Range(1, 1000))->capture_default_str();
+  sub->add_option("-t,--threads", a->threads, "thread counts, comma-separated (default: all hardware threads)");
+  sub->add_flag("--json", a->json, "print one JSON document with every number and the configuration");
+  sub->add_flag("--membw", a->membw, "measure the read bandwidth at each thread count and report % of it");
+  sub->add_option("--membw-bytes", a->membw_bytes, "buffer size of the read test")->check(CLI::Range(1 << 21, 1 << 30 << 4));
+  sub->add_flag("--stats", a->stats, "collect and print work-stealing statistics");
+  return [a] {
+    auto model = Model::load(a->model);
+    const ModelInfo& info = model->info();
+    std::vector<int> thread_counts = a->threads.empty() ? std::vector<int>{Context(0).threads()}
+                                                        : parse_int_list(a->threads, "--threads");
+    nlohmann::ordered_json doc;
+    doc["model"] = {{"path", info.source},           {"format", info.format},         {"architecture", info.architecture},
+                    {"dtype", info.weight_dtype},      {"dim", info.dim},               {"hidden_dim", info.hidden_dim},
+                    {"n_layers", info.n_layers},       {"n_heads", info.n_heads},       {"n_kv_heads", info.n_kv_heads},
+                    {"vocab_size", info.vocab_size},   {"sliding_window", info.sliding_window},
+                    {"weight_bytes", info.weight_bytes}, {"decode_bytes_per_token", info.decode_bytes}};
+    doc["config"] = {{"n_prompt", a->p}, {"n_gen", a->n}, {"repetitions", a->r}, {"threads", thread_counts},
+                     {"membw", a->membw}, {"membw_bytes", a->membw_bytes}, {"reference_kernels", std::getenv("WEFT_REFERENCE") != nullptr},
+                     {"isa", std::getenv("WEFT_ISA") ? std::getenv("WEFT_ISA") : "auto"}};
+    doc["results"] = nlohmann::ordered_json::array();
+
+    if (!a->json)
+      std::printf("| model | dtype | size GB | threads | test | tokens/s | GB/s | %% of read bw |\n"
+                  "|---|---|---:|---:|---|---:|---:|---:|\n");
+    for (int threads : thread_counts) {
+      double roof = 0;
+      nlohmann::ordered_json bw = nlohmann::ordered_json::array();
+      if (a->membw) {
+        for (bool huge : {false, true}) {
+          const ReadBandwidth b = measure_read_bandwidth(threads, a->membw_bytes, huge, 9);
+          roof = std::max(roof, b.median_gbs);
+          bw.push_back({{"huge_pages", huge}, {"bytes", b.bytes}, {"best_gbs", b.best_gbs}, {"median_gbs", b.median_gbs}});
+        }
+      }
+      Context ctx(threads);
+      if (a->stats) ctx.set_stats(true);
+      Session session(model, ctx, {.context = std::max(a->p, a->n) + 1});
+      const auto prompt = bench_tokens(std::max(a->p, 1), info.vocab_size, 42);
+      const auto gen = bench_tokens(std::max(a->n, 1), info.vocab_size, 7);
+      // Warm-up: fault the mapped weights in and let the threads start.
+      session.prefill(std::span(prompt).first(std::min<std::size_t>(prompt.size(), 16)));
+      session.decode(gen[0]);
+      if (a->stats) ctx.reset_stats();
+
+      std::vector<double> pp, tg;
+      for (int rep = 0; rep < a->r; ++rep) {
+        if (a->p > 0) {
+          session.reset();
+          const auto t0 = Clock::now();
+          session.prefill(prompt);
+          pp.push_back(a->p / std::chrono::duration<double>(Clock::now() - t0).count());
+        }
+        if (a->n > 0) {
+          session.reset();
+          const auto t0 = Clock::now();
+          for (int i = 0; i < a->n; ++i) session.decode(gen[static_cast<std::size_t>(i)]);
+          tg.push_back(a->n / std::chrono::duration<double>(Clock::now() - t0).count());
+        }
+      }
+      auto report = [&](const char* test, int tokens, const std::vector<double>& v) {
+        if (v.empty()) return;
+        const Stat s = stat_of(v);
+        const bool decode = std::string(test) == "tg";
+        const double gbs = decode ? s.mean * static_cast<double>(info.decode_bytes) / 1e9 : 0.0;
+        const double pct = decode && roof > 0 ? 100.0 * gbs / roof : 0.0;
+        nlohmann::ordered_json row = {{"test", std::string(test) + std::to_string(tokens)}, {"threads", threads},
+                                      {"tokens", tokens}, {"tokens_per_s_mean", s.mean}, {"tokens_per_s_sd", s.sd},
+                                      {"samples", s.samples}};
+        if (decode) {
+          row["bytes_per_token"] = info.decode_bytes;
+          row["gbs"] = gbs;
+          if (roof > 0) row["read_bw_gbs"] = roof, row["pct_of_read_bw"] = pct;
+        }
+        if (a->membw) row["membw"] = bw;
+        if (a->stats) row["work_stealing"] = nlohmann::ordered_json::parse(ctx.stats_json());
+        doc["results"].push_back(row);
+        if (!a->json) {
+          char gb[32] = "", pc[32] = "";
+          if (decode) std::snprintf(gb, sizeof gb, "%.1f", gbs);
+          if (decode && roof > 0) std::snprintf(pc, sizeof pc, "%.0f%% of %.1f", pct, roof);
+          std::printf("| %s | %s | %.2f | %d | %s%d | %.2f ± %.2f | %s | %s |\n", info.source.c_str(),
+                      info.weight_dtype.c_str(), static_cast<double>(info.weight_bytes) / 1e9, threads, test, tokens, s.mean,
+                      s.sd, gb, pc);
+        }
+      };
+      report("pp", a->p, pp);
+      report("tg", a->n, tg);
+      if (a->stats && !a->json) std::printf("\nwork stealing (%d threads): %s\n\n", threads, ctx.stats_text().c_str());
+    }
+    if (a->json) std::printf("%s\n", doc.dump(2).c_str());
+    return 0;
+  };
+}
+
+}  // namespace weft::cli
