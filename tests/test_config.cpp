@@ -111,3 +111,25 @@ TEST_CASE("bad configs are InputErrors naming the file and key") {
   }
   CHECK_THROWS_WITH_AS(model::parse_hf_config((t.dir / "absent.json").string()), doctest::Contains("absent.json"), InputError);
 }
+
+TEST_CASE("fuzz_config findings stay fixed") {
+  TempConfig t;
+  // A number JSON can spell but a double cannot hold: nlohmann throws out_of_range, not
+  // parse_error, which used to escape as a bare library exception without the file's name.
+  // (Minimized from the crashing input; see tests/fuzz/README.md.)
+  for (const std::string& text : {std::string(R"({"num_hidden_layers": 11e400})"), with(R"(, "rope_theta": -1e400)")}) {
+    CAPTURE(text);
+    const std::string path = t.write(text);
+    CHECK_THROWS_WITH_AS(model::parse_hf_config(path), doctest::Contains("not valid JSON"), InputError);
+    CHECK_THROWS_WITH_AS(model::parse_hf_config(path), doctest::Contains(path.c_str()), InputError);
+  }
+  // Heads and head_dim are each in range but their product overflowed int in q_dim() (UBSan,
+  // found by review and reproduced with fuzz_config).
+  const std::string heads = t.write(R"({"model_type": "llama", "hidden_size": 64, "intermediate_size": 64,
+    "num_hidden_layers": 1, "num_attention_heads": 65536, "head_dim": 65536, "vocab_size": 8})");
+  CHECK_THROWS_WITH_AS(model::parse_hf_config(heads), doctest::Contains("num_attention_heads * head_dim (65536 * 65536)"),
+                       InputError);
+  // rms_norm_eps is kept as a float: 1e300 would be Inf and zero every activation, quietly.
+  const std::string eps = t.write(replaced("\"rms_norm_eps\": 1e-05", "\"rms_norm_eps\": 1e300"));
+  CHECK_THROWS_WITH_AS(model::parse_hf_config(eps), doctest::Contains("positive and finite"), InputError);
+}

@@ -17,6 +17,15 @@
 #define WEFT_COUNT_ALLOCATIONS 1
 #endif
 
+// Declared in every build: the test cases use them (and skip) under sanitizers too.
+namespace {
+std::atomic<bool> counting{false};
+std::atomic<long> allocations{0};
+[[maybe_unused]] void note() {
+  if (counting.load(std::memory_order_relaxed)) allocations.fetch_add(1, std::memory_order_relaxed);
+}
+}  // namespace
+
 #if WEFT_COUNT_ALLOCATIONS
 extern "C" {
 void* __libc_malloc(std::size_t);
@@ -24,14 +33,6 @@ void* __libc_calloc(std::size_t, std::size_t);
 void* __libc_realloc(void*, std::size_t);
 void* __libc_memalign(std::size_t, std::size_t);
 }
-
-namespace {
-std::atomic<bool> counting{false};
-std::atomic<long> allocations{0};
-void note() {
-  if (counting.load(std::memory_order_relaxed)) allocations.fetch_add(1, std::memory_order_relaxed);
-}
-}  // namespace
 
 extern "C" {
 void* malloc(std::size_t n) {

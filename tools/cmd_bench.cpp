@@ -55,7 +55,7 @@ Runner add_bench(CLI::App& app) {
   struct Args {
     std::string model, threads;
     int p = 128, n = 64, r = 3;
-    bool json = false, membw = false, stats = false;
+    bool json = false, membw = false, stats = false, no_mmap = false;
     std::size_t membw_bytes = std::size_t{1} << 30;
   };
   auto a = std::make_shared<Args>();
@@ -69,8 +69,11 @@ Runner add_bench(CLI::App& app) {
   sub->add_flag("--membw", a->membw, "measure the read bandwidth at each thread count and report % of it");
   sub->add_option("--membw-bytes", a->membw_bytes, "buffer size of the read test")->check(CLI::Range(1 << 21, 1 << 30 << 4));
   sub->add_flag("--stats", a->stats, "collect and print work-stealing statistics");
+  sub->add_flag("--no-mmap", a->no_mmap, "copy the weights into huge-page memory before measuring");
   return [a] {
-    auto model = Model::load(a->model);
+    const auto load_start = Clock::now();
+    auto model = Model::load(a->model, {.mmap = !a->no_mmap});
+    const double load_seconds = std::chrono::duration<double>(Clock::now() - load_start).count();
     const ModelInfo& info = model->info();
     std::vector<int> thread_counts = a->threads.empty() ? std::vector<int>{Context(0).threads()}
                                                         : parse_int_list(a->threads, "--threads");
@@ -81,7 +84,7 @@ Runner add_bench(CLI::App& app) {
                     {"vocab_size", info.vocab_size},   {"sliding_window", info.sliding_window},
                     {"weight_bytes", info.weight_bytes}, {"decode_bytes_per_token", info.decode_bytes}};
     doc["config"] = {{"n_prompt", a->p}, {"n_gen", a->n}, {"repetitions", a->r}, {"threads", thread_counts},
-                     {"membw", a->membw}, {"membw_bytes", a->membw_bytes}, {"reference_kernels", std::getenv("WEFT_REFERENCE") != nullptr},
+                     {"membw", a->membw}, {"membw_bytes", a->membw_bytes}, {"mmap", !a->no_mmap}, {"load_seconds", load_seconds}, {"reference_kernels", std::getenv("WEFT_REFERENCE") != nullptr},
                      {"isa", std::getenv("WEFT_ISA") ? std::getenv("WEFT_ISA") : "auto"}};
     doc["results"] = nlohmann::ordered_json::array();
 

@@ -12,7 +12,7 @@ namespace {
 struct GenerateArgs {
   std::string model, tokenizer, prompt;
   int n = 128, threads = 0, context = 0;
-  bool echo = false;
+  bool echo = false, no_mmap = false;
   SamplerOptions sampler;
   std::int64_t seed = -1;
 };
@@ -35,10 +35,11 @@ Runner add_generate(CLI::App& app) {
   sub->add_option("--repeat-last-n", a->sampler.repeat_last_n, "tokens the penalty looks back")->check(CLI::Range(0, 1 << 24))->capture_default_str();
   sub->add_option("-s,--seed", a->seed, "random seed (-1: random)")->capture_default_str();
   sub->add_flag("--echo", a->echo, "print the prompt before the generated text");
+  sub->add_flag("--no-mmap", a->no_mmap, "copy the weights into huge-page memory (slower load, faster decode)");
   return [a] {
     if (a->seed < 0) a->sampler.seed = std::random_device{}();
     else a->sampler.seed = static_cast<std::uint64_t>(a->seed);
-    auto model = Model::load(a->model, {.tokenizer_path = a->tokenizer});
+    auto model = Model::load(a->model, {.tokenizer_path = a->tokenizer, .mmap = !a->no_mmap});
     Context ctx(a->threads);
     Session session(model, ctx, {.context = a->context});
     GenerateOptions opts;

@@ -48,7 +48,8 @@ Runner add_tokenize(CLI::App& app) {
     } else if (!a->model.empty()) {
       model = Model::load(a->model);
       tok = model->tokenizer();
-      if (tok == nullptr) throw InputError(a->model + ": the model has no tokenizer (use -z)");
+      // A usage error, as in `generate`: the remedy is a flag.
+      if (tok == nullptr) throw UsageError(a->model + ": the model has no tokenizer (use -z)");
     } else {
       throw UsageError("tokenize needs -m MODEL or -z TOKENIZER");
     }

@@ -30,6 +30,10 @@ struct ModelInfo {
 
 struct LoadOptions {
   std::string tokenizer_path;  // tokenizer.model or tokenizer.bin; empty: the checkpoint's own
+  // true: use the weights straight from the memory-mapped file (instant load, shared page cache).
+  // false: copy them into anonymous memory on transparent huge pages; loading reads the whole
+  // file, but decoding streams weights with fewer TLB misses (llama.cpp's --no-mmap).
+  bool mmap = true;
 };
 
 class Model {

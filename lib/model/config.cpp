@@ -1,5 +1,6 @@
 #include "model/config.hpp"
 
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "core/mapped_file.hpp"
@@ -39,7 +40,7 @@ MistralConfig parse_hf_config(const std::string& path) {
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers such as 1e400
     fail(path, std::string("not valid JSON: ") + e.what());
   }
   if (!j.is_object()) fail(path, "expected a JSON object at the top level");
@@ -89,7 +90,10 @@ MistralConfig parse_hf_config(const std::string& path) {
     if (j.contains(key) && !(j[key].is_string() && j[key].get<std::string>() == "silu"))
       fail(path, std::string("\"") + key + "\" = " + j[key].dump() + " is not supported (weft implements SiLU)");
   }
-  if (c.norm_eps <= 0 || !(c.rope_theta > 0)) fail(path, "rms_norm_eps and rope_theta must be positive");
+  // rms_norm_eps is stored as float: 1e300 would become Inf and silently zero every activation.
+  if (!(c.norm_eps > 0) || !std::isfinite(c.norm_eps) || !(c.rope_theta > 0) || !std::isfinite(c.rope_theta))
+    fail(path, "rms_norm_eps and rope_theta must be positive and finite (rms_norm_eps as a float), got " +
+                   j.value("rms_norm_eps", json()).dump() + " and " + j.value("rope_theta", json()).dump());
   validate_config(c, path);
   return c;
 }
@@ -103,6 +107,10 @@ void validate_config(const MistralConfig& c, const std::string& source) {
   need(c.n_heads % c.n_kv_heads == 0, "num_attention_heads (" + std::to_string(c.n_heads) +
                                            ") is not divisible by num_key_value_heads (" + std::to_string(c.n_kv_heads) + ")");
   need(c.head_dim > 0 && c.head_dim % 2 == 0, "head_dim (" + std::to_string(c.head_dim) + ") must be positive and even for RoPE");
+  // Each key is capped at 2^30, but q_dim() and kv_dim() multiply two of them as int.
+  need(static_cast<std::int64_t>(c.n_heads) * c.head_dim <= (1 << 30),
+       "num_attention_heads * head_dim (" + std::to_string(c.n_heads) + " * " + std::to_string(c.head_dim) +
+           ") is out of range");
   need(c.sliding_window >= 0, "sliding_window must not be negative");
 }
 

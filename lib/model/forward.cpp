@@ -29,7 +29,6 @@ ForwardState::ForwardState(const MistralConfig& c, int block, int cache_capacity
   v.resize(b * c.kv_dim());
   att.resize(b * c.q_dim());
   hb.resize(b * c.hidden_dim);
-  hb2.resize(b * c.hidden_dim);
   const int half = c.head_dim / 2;
   rope_cos.resize(b * half);
   rope_sin.resize(b * half);
@@ -84,8 +83,9 @@ void attend(const MistralConfig& c, KVCache& cache, ForwardState& s, int layer, 
   }
 }
 
-// y[t] = W x[t] for the n tokens of the block, rows split across the context's threads. The
-// kernels compute rows one by one; blocks of 16 rows give each thread whole cache lines of y.
+// y[t] = W x[t] for the n tokens of the block, rows split across the context's threads. Chunks
+// of whole 16-row blocks keep the kernels' 4-row grouping the same at every thread count and
+// give each thread whole cache lines of y.
 void linear(par::ExecContext& ctx, const TensorView& w, const float* x, int n, float* y) noexcept {
   constexpr std::int64_t kRowBlock = 64 / sizeof(float);
   const std::int64_t ld_x = w.cols, ld_y = w.rows;
@@ -94,11 +94,40 @@ void linear(par::ExecContext& ctx, const TensorView& w, const float* x, int n, f
                    [&](std::int64_t b, std::int64_t e) { k::matmul(w, x, ld_x, n, y, ld_y, b, e); });
 }
 
+// q, k and v from the same input in one parallel region: one fork/join per layer instead of
+// three. Rows are numbered across the three matrices; a chunk that straddles two of them is cut
+// at the boundary (each matrix's rows are a multiple of the 16-row block for real models).
+void qkv(par::ExecContext& ctx, const LayerWeights& L, const float* x, int n, float* q, float* k, float* v) noexcept {
+  constexpr std::int64_t kRowBlock = 64 / sizeof(float);
+  const TensorView* w[3] = {&L.wq, &L.wk, &L.wv};
+  float* out[3] = {q, k, v};
+  const std::int64_t rows = L.wq.rows + L.wk.rows + L.wv.rows;
+  const par::WorkShape work{.rows = rows, .row_bytes = static_cast<std::int64_t>(L.wq.row_bytes()), .row_block = kRowBlock};
+  ctx.parallel_for(work, par::WorkDistributionConfig::for_matmul(rows, L.wq.cols), [&](std::int64_t b, std::int64_t e) {
+    std::int64_t base = 0;
+    for (int i = 0; i < 3; ++i) {
+      const std::int64_t lo = std::max(b, base), hi = std::min(e, base + w[i]->rows);
+      if (lo < hi) k::matmul(*w[i], x, w[i]->cols, n, out[i], w[i]->rows, lo - base, hi - base);
+      base += w[i]->rows;
+    }
+  });
+}
+
+// out[t] = silu(W_gate x[t]) * (W_up x[t]): both matrices read in one pass over their rows.
+void gate_up(par::ExecContext& ctx, const TensorView& gate, const TensorView& up, const float* x, int n, float* out) noexcept {
+  constexpr std::int64_t kRowBlock = 64 / sizeof(float);
+  const std::int64_t ld_x = gate.cols, ld_o = gate.rows;
+  const par::WorkShape work{.rows = gate.rows, .row_bytes = static_cast<std::int64_t>(gate.row_bytes() + up.row_bytes()),
+                            .row_block = kRowBlock};
+  ctx.parallel_for(work, par::WorkDistributionConfig::for_matmul(gate.rows, 2 * gate.cols),
+                   [&](std::int64_t b, std::int64_t e) { k::matmul_silu_mul(gate, up, x, ld_x, n, out, ld_o, b, e); });
+}
+
 }  // namespace
 
 void forward_block(const MistralConfig& c, const MistralWeights& w, par::ExecContext& ctx, KVCache& cache,
                    ForwardState& s, const std::int32_t* tokens, int n, std::int64_t pos0, bool all_logits) noexcept {
-  const int dim = c.dim, hd = c.head_dim, half = hd / 2, q_dim = c.q_dim(), kv_dim = c.kv_dim(), hidden = c.hidden_dim;
+  const int dim = c.dim, hd = c.head_dim, half = hd / 2, q_dim = c.q_dim(), kv_dim = c.kv_dim();
   float* x = s.x.data();
 
   for (int t = 0; t < n; ++t) {
@@ -115,9 +144,7 @@ void forward_block(const MistralConfig& c, const MistralWeights& w, par::ExecCon
 
     // Attention block: rmsnorm -> q, k, v -> RoPE -> attention over the window -> o-proj -> residual.
     for (int t = 0; t < n; ++t) k::rmsnorm(x + t * dim, L.attn_norm, c.norm_eps, s.xb.data() + t * dim);
-    linear(ctx, L.wq, s.xb.data(), n, s.q.data());
-    linear(ctx, L.wk, s.xb.data(), n, s.k.data());
-    linear(ctx, L.wv, s.xb.data(), n, s.v.data());
+    qkv(ctx, L, s.xb.data(), n, s.q.data(), s.k.data(), s.v.data());
     for (int t = 0; t < n; ++t) {
       k::rope(s.q.data() + t * q_dim, c.n_heads, hd, s.rope_cos.data() + t * half, s.rope_sin.data() + t * half);
       k::rope(s.k.data() + t * kv_dim, c.n_kv_heads, hd, s.rope_cos.data() + t * half, s.rope_sin.data() + t * half);
@@ -144,9 +171,7 @@ void forward_block(const MistralConfig& c, const MistralWeights& w, par::ExecCon
 
     // MLP block: rmsnorm -> gate, up -> silu(gate) * up -> down -> residual.
     for (int t = 0; t < n; ++t) k::rmsnorm(x + t * dim, L.ffn_norm, c.norm_eps, s.xb.data() + t * dim);
-    linear(ctx, L.w_gate, s.xb.data(), n, s.hb.data());
-    linear(ctx, L.w_up, s.xb.data(), n, s.hb2.data());
-    k::silu_mul(s.hb.data(), s.hb2.data(), s.hb.data(), static_cast<std::int64_t>(n) * hidden);
+    gate_up(ctx, L.w_gate, L.w_up, s.xb.data(), n, s.hb.data());
     linear(ctx, L.w_down, s.hb.data(), n, s.xb.data());
     for (std::size_t i = 0; i < static_cast<std::size_t>(n) * dim; ++i) x[i] += s.xb[i];
   }

@@ -31,7 +31,7 @@ struct KVCache {
 // decoding allocates nothing.
 struct ForwardState {
   int max_block = 0;
-  AlignedBuffer<float> x, xb, q, k, v, att, hb, hb2;  // [block][...]
+  AlignedBuffer<float> x, xb, q, k, v, att, hb;  // [block][...]
   AlignedBuffer<float> rope_cos, rope_sin;            // [block][head_dim/2]
   AlignedBuffer<double> inv_freq;                     // [head_dim/2]
   AlignedBuffer<float> scores;                        // [thread slot][group][window + block]

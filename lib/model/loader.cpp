@@ -1,5 +1,10 @@
 // Checkpoint loading: maps files, checks every tensor against the config, and converts only
 // what must change (llama2.c's interleaved-RoPE q/k rows).
+#include <cmath>
+#include <cstring>
+#include <sys/mman.h>
+
+#include <cstdlib>
 #include <filesystem>
 #include <set>
 #include <sstream>
@@ -23,7 +28,25 @@ struct Storage {
   std::optional<io::SafetensorsSet> safetensors;
   std::optional<io::Llama2cCheckpoint> llama2c;
   std::vector<AlignedBuffer<std::byte>> owned;
+  struct Free {
+    void operator()(std::byte* p) const noexcept { std::free(p); }
+  };
+  std::vector<std::unique_ptr<std::byte, Free>> anonymous;  // weights copied out of the mapping
 };
+
+// Copies a tensor into anonymous memory advised for transparent huge pages. A decode step
+// streams every weight once; with 2 MiB pages it takes far fewer TLB misses than through the
+// 4 KiB pages of a file mapping (measured on the 1.1B shape at 2 threads: 19.7 -> 23.2 GB/s).
+void copy_to_anonymous(TensorView& v, Storage& st) {
+  constexpr std::size_t kHuge = 2u << 20;
+  const std::size_t bytes = (v.bytes() + kHuge - 1) / kHuge * kHuge;
+  auto* p = static_cast<std::byte*>(std::aligned_alloc(kHuge, bytes));
+  if (p == nullptr) throw std::bad_alloc();
+  ::madvise(p, bytes, MADV_HUGEPAGE);
+  std::memcpy(p, v.data, v.bytes());
+  v.data = p;
+  st.anonymous.emplace_back(p);
+}
 
 std::string shape_str(const std::vector<std::int64_t>& s) {
   std::ostringstream o;
@@ -74,6 +97,30 @@ TensorView view_of(const void* data, DType t, const std::vector<std::int64_t>& s
   return shape.size() == 1 ? make_view_1d(data, t, shape[0]) : make_view_2d(data, t, shape[0], shape[1]);
 }
 
+// Norm weights are a few KB, so checking them at load costs nothing and catches the common
+// corruption (NaN/Inf from a bad conversion) with the tensor's name; the rest is caught at run
+// time by the check on the logits (api.cpp), since scanning gigabytes at load would not be cheap.
+void check_finite_norm(const TensorView& v, const std::string& file, const std::string& name) {
+  const auto* p = static_cast<const std::byte*>(v.data);
+  for (std::int64_t i = 0; i < v.numel(); ++i) {
+    float f = 0;
+    if (v.dtype == DType::F32) {
+      std::memcpy(&f, p + 4 * i, 4);
+    } else {
+      std::uint16_t h = 0;
+      std::memcpy(&h, p + 2 * i, 2);
+      f = v.dtype == DType::BF16 ? bf16_to_f32(h) : f16_to_f32(h);
+    }
+    if (!std::isfinite(f))
+      throw InputError(file + ": tensor " + name + " has a non-finite value (" + (std::isnan(f) ? "NaN" : "Inf") +
+                       ") at index " + std::to_string(i) + "; the checkpoint is corrupt");
+  }
+}
+
+bool is_norm(WeightRole role) {
+  return role == WeightRole::AttnNorm || role == WeightRole::FfnNorm || role == WeightRole::OutputNorm;
+}
+
 // llama2.c (and llama.cpp's GGUF converter) order q/k rows so that adjacent pairs rotate;
 // weft uses HF's rotate_half, where row i pairs with row i + head_dim/2.
 TensorView unpermute_rope_rows(const TensorView& w, int n_heads, int head_dim, Storage& st) {
@@ -117,6 +164,7 @@ void load_safetensors_dir(const std::string& dir, LoadedModel& m, Storage& st) {
         throw InputError(set.file_of(name) + ": tensor " + name + " has shape " + shape_str(e->shape) + ", expected " +
                          shape_str(want) + " from config.json");
       slot(m.weights, n.role, n.per_layer ? l : -1) = view_of(e->data.data(), e->dtype, e->shape);
+      if (is_norm(n.role)) check_finite_norm(slot(m.weights, n.role, n.per_layer ? l : -1), set.file_of(name), name);
     }
   }
   for (const std::string& name : set.names()) {
@@ -159,6 +207,7 @@ void load_llama2c(const std::string& path, LoadedModel& m, Storage& st) {
       TensorView v = ck.tensor(n.role, n.per_layer ? l : -1);
       if (n.role == WeightRole::Wq) v = unpermute_rope_rows(v, c.n_heads, c.head_dim, st);
       if (n.role == WeightRole::Wk) v = unpermute_rope_rows(v, c.n_kv_heads, c.head_dim, st);
+      if (is_norm(n.role)) check_finite_norm(v, path, n.per_layer ? io::layer_name(n.hf, l) : std::string(n.hf));
       slot(m.weights, n.role, n.per_layer ? l : -1) = v;
     }
   }
@@ -168,7 +217,7 @@ void load_llama2c(const std::string& path, LoadedModel& m, Storage& st) {
 
 }  // namespace
 
-LoadedModel load_model(const std::string& path, const std::string& tokenizer_path) {
+LoadedModel load_model(const std::string& path, const std::string& tokenizer_path, bool use_mmap) {
   LoadedModel m;
   m.source = path;
   auto st = std::make_shared<Storage>();
@@ -190,6 +239,14 @@ LoadedModel load_model(const std::string& path, const std::string& tokenizer_pat
     throw InputError((tokenizer_path.empty() ? path : tokenizer_path) + ": tokenizer has " +
                      std::to_string(m.tokenizer->vocab_size()) + " tokens but the model's vocabulary is " +
                      std::to_string(m.config.vocab_size));
+  if (!use_mmap) {
+    const bool tied = m.weights.lm_head.data == m.weights.embedding.data;
+    for (auto& L : m.weights.layers)
+      for (TensorView* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) copy_to_anonymous(*t, *st);
+    // The embedding is read one row per token, so it stays mapped unless it is also the lm_head.
+    copy_to_anonymous(m.weights.lm_head, *st);
+    if (tied) m.weights.embedding = m.weights.lm_head;
+  }
   m.storage = std::move(st);
   return m;
 }

@@ -44,7 +44,8 @@ struct LoadedModel {
 // Loads a Hugging Face directory (config.json + safetensors, tokenizer.model when present) or a
 // llama2.c .bin. tokenizer_path overrides or supplies the tokenizer (tokenizer.model or a
 // llama2.c tokenizer.bin); empty means "whatever the checkpoint has". Throws InputError naming
-// the file and tensor for anything missing, unknown or of the wrong shape.
-LoadedModel load_model(const std::string& path, const std::string& tokenizer_path);
+// the file and tensor for anything missing, unknown or of the wrong shape. use_mmap false copies
+// the weight matrices into anonymous huge-page memory (faster decode, slower load).
+LoadedModel load_model(const std::string& path, const std::string& tokenizer_path, bool use_mmap = true);
 
 }  // namespace weft::model

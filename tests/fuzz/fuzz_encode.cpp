@@ -4,8 +4,8 @@
 // rest is the text to encode, and also, read as int32s, ids to decode.
 //
 // Checked: every id is in the vocabulary; the streaming decoder gives the same text as decode();
-// and for valid UTF-8, decode(encode(text)) == text (these vocabularies have byte fallback and
-// keep whitespace as it is, so the round trip is exact).
+// and for valid UTF-8 without a literal "▁", decode(encode(text)) == text (these vocabularies
+// have byte fallback and keep whitespace as it is, so the round trip is exact).
 #include <cstring>
 #include <memory>
 #include <vector>
@@ -55,7 +55,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   for (const std::int32_t id : ids)
     if (id < 0 || id >= t.vocab_size()) std::abort();
   const std::string decoded = weft::tok::decode(t, ids);
-  if (valid_utf8(text) && decoded != text) std::abort();
+  // A literal "▁" in the text is a space to SentencePiece, so it decodes as ' ' (as in SentencePiece).
+  if (valid_utf8(text) && text.find(weft::tok::utf8::kSpaceSymbol) == std::string_view::npos && decoded != text)
+    std::abort();
 
   // Arbitrary ids: out-of-range ones must be refused with weft::Error, the rest decoded.
   std::vector<std::int32_t> raw((size - 1) / 4);
