@@ -80,7 +80,7 @@ TEST_CASE("a 10,000-token generation keeps resident memory flat once the window 
   REQUIRE(rss.size() == std::size(marks));
 
   const long base = rss[marks[0]];
-  std::string line = model_dir.filename().string() + " (window " + std::to_string(window) + "): RSS before " +
+  std::string line = std::string(model_dir == made ? "default model" : "tiny-mistral") + " (window " + std::to_string(window) + "): RSS before " +
                      std::to_string(before / 1024) + " KiB";
   for (const auto& [tokens, bytes] : rss)
     line += ", after " + std::to_string(tokens) + " tokens " + std::to_string(bytes / 1024) + " KiB";
