@@ -72,7 +72,7 @@ if [ "$mode" = asan ] || [ "$mode" = all ]; then
     run_mode asan+ubsan build-asan address,undefined
 fi
 if [ "$mode" = tsan ] || [ "$mode" = all ]; then
-  TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp} \
+  TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:history_size=7:suppressions=$PWD/tests/tsan.supp} \
     run_mode tsan build-tsan thread "${tsan_tests[@]}"
 fi
 printf '%s\n' "${summaries[@]}"
