@@ -8,19 +8,50 @@
 
 namespace weft {
 
-enum class DType : std::uint8_t { F32, F16, BF16 };
+// Plain element types, and the block-quantized weight types of GGUF files (ggml's formats): a row
+// of a quantized tensor is a sequence of blocks, each holding dtype_block_size() elements in
+// dtype_block_bytes() bytes (layouts in core/quant.hpp).
+enum class DType : std::uint8_t { F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K };
 
-// Short upper-case name ("F32", "F16", "BF16"), as safetensors spells it.
+// Short upper-case name ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_K", "Q6_K"); the first three as
+// safetensors spells them.
 std::string_view dtype_name(DType t) noexcept;
 
-// Bytes taken by n consecutive elements of type t.
-constexpr std::size_t dtype_bytes(DType t, std::size_t n) noexcept {
+// True for the block-quantized types.
+constexpr bool dtype_is_quantized(DType t) noexcept { return t >= DType::Q8_0; }
+
+// Elements per block: 1 for plain types, 32 for Q8_0/Q4_0, 256 for the k-quants.
+constexpr std::size_t dtype_block_size(DType t) noexcept {
   switch (t) {
-    case DType::F32: return 4 * n;
+    case DType::F32:
     case DType::F16:
-    case DType::BF16: return 2 * n;
+    case DType::BF16: return 1;
+    case DType::Q8_0:
+    case DType::Q4_0: return 32;
+    case DType::Q4_K:
+    case DType::Q6_K: return 256;
+  }
+  return 1;
+}
+
+// Bytes of one block (one element for plain types).
+constexpr std::size_t dtype_block_bytes(DType t) noexcept {
+  switch (t) {
+    case DType::F32: return 4;
+    case DType::F16:
+    case DType::BF16: return 2;
+    case DType::Q8_0: return 34;   // f16 scale + 32 int8
+    case DType::Q4_0: return 18;   // f16 scale + 16 bytes of nibbles
+    case DType::Q4_K: return 144;  // f16 d, f16 dmin, 12 bytes of 6-bit scales/mins, 128 bytes of nibbles
+    case DType::Q6_K: return 210;  // 128 low nibbles, 64 high 2-bit pairs, 16 int8 scales, f16 d
   }
   return 0;
+}
+
+// Bytes taken by n consecutive elements of type t. For quantized types n must be a multiple of
+// the block size (a row always is); a partial block counts as none.
+constexpr std::size_t dtype_bytes(DType t, std::size_t n) noexcept {
+  return n / dtype_block_size(t) * dtype_block_bytes(t);
 }
 
 // bf16 is the top half of an f32: widening is a shift.
