@@ -26,21 +26,7 @@ tsan_targets=(tests/test_parallel tests/test_model test_public_api tests/test_cl
 summaries=()
 status=0
 count() {  # prints "N passed, N failed (N skipped)" from a meson testlog.json
-  python3 - "$1" "$2" <<'PY'
-import json, sys
-passed = failed = skipped = 0
-try:
-    lines = open(sys.argv[1]).read().splitlines()
-except OSError:
-    lines = []
-for line in lines:
-    r = json.loads(line).get("result")
-    if r in ("OK", "EXPECTEDFAIL"): passed += 1
-    elif r == "SKIP": skipped += 1
-    else: failed += 1
-if int(sys.argv[2]) != 0 and failed == 0: failed = 1  # the build or the harness failed
-print(f"{passed} passed, {failed} failed ({skipped} skipped)")
-PY
+  python3 scripts/testlog_count.py "$1" "$2" --inline-skipped
 }
 
 run_mode() {  # name builddir sanitize-option [test names...]

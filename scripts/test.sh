@@ -8,20 +8,5 @@ scripts/install-deps.sh || exit 1
 rm -f build/meson-logs/testlog.json
 meson test -C build --print-errorlogs --num-processes 2 "$@"
 status=$?
-python3 - build/meson-logs/testlog.json "$status" <<'PY'
-import json, sys
-passed = failed = skipped = 0
-try:
-    lines = open(sys.argv[1]).read().splitlines()
-except OSError:
-    lines = []
-for line in lines:
-    r = json.loads(line).get("result")
-    if r in ("OK", "EXPECTEDFAIL"): passed += 1
-    elif r == "SKIP": skipped += 1
-    else: failed += 1
-if int(sys.argv[2]) != 0 and failed == 0: failed = 1  # the build or the harness failed
-if skipped: print(f"({skipped} skipped)")
-print(f"{passed} passed, {failed} failed")
-PY
+python3 scripts/testlog_count.py build/meson-logs/testlog.json "$status"
 exit $status
