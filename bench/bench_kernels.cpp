@@ -9,6 +9,11 @@
 //                                      prefill with n vectors sharing each weight load (GFLOP/s)
 //   bf16method/<dpbf16|dpbf16x3|shift>/<rows>x<cols>/<hot|dram>
 //                                      the AVX512_BF16 matvec methods for bf16 weights
+//   matvec_q/<isa>/<Q8_0|Q4_0|Q4_K|Q6_K>/<rows>x<cols>/<hot|dram>
+//                                      quantized weights (GGUF block formats), one vector quantized
+//                                      once outside the loop, as a decode step does
+//   matmul_q/<isa>/<type>/5632x2048/n:<n>
+//                                      prefill on quantized weights (GFLOP/s)
 // bytes_per_second counts the weight bytes read (the vectors are small next to them), per second of
 // CPU time: on a shared machine a descheduled benchmark would otherwise be charged for the wait.
 // Filter with --benchmark_filter, e.g. --benchmark_filter='matvec/.*/dram'.
@@ -25,8 +30,10 @@
 
 #include "core/aligned_buffer.hpp"
 #include "core/dtype.hpp"
+#include "core/quant.hpp"
 #include "core/tensor.hpp"
 #include "kernels/dispatch.hpp"
+#include "kernels/kernels.hpp"
 #include "kernels/kernels_config.hpp"
 
 using namespace weft;
@@ -79,6 +86,64 @@ struct Weights {
     return make_view_2d(storage.data() + static_cast<std::size_t>(i % copies) * bytes, dtype, shape.rows, shape.cols);
   }
 };
+
+// Quantized weights: one row of typical values quantized by quantize_row, repeated, in copies of
+// the matrix like Weights above.
+struct QWeights {
+  AlignedBuffer<std::byte> storage;
+  std::size_t bytes = 0;
+  int copies = 1;
+  Shape shape{};
+  DType dtype{};
+
+  QWeights(DType d, Shape s, bool dram) : shape(s), dtype(d) {
+    bytes = dtype_bytes(d, static_cast<std::size_t>(s.rows * s.cols));
+    copies = dram ? static_cast<int>(std::max<std::size_t>(2, (kDramBytes + bytes - 1) / bytes)) : 1;
+    storage.resize(bytes * static_cast<std::size_t>(copies));
+    std::vector<float> values(static_cast<std::size_t>(s.cols));
+    for (std::int64_t c = 0; c < s.cols; ++c) values[static_cast<std::size_t>(c)] = 0.01f * static_cast<float>((c * 7) % 29 - 14) + 0.003f;
+    std::vector<std::byte> row(dtype_bytes(d, static_cast<std::size_t>(s.cols)));
+    quantize_row(d, values.data(), s.cols, row.data());
+    for (std::size_t off = 0; off < storage.size(); off += row.size())
+      std::memcpy(storage.data() + off, row.data(), std::min(row.size(), storage.size() - off));
+  }
+  TensorView view(std::int64_t i) const {
+    return make_view_2d(storage.data() + static_cast<std::size_t>(i % copies) * bytes, dtype, shape.rows, shape.cols);
+  }
+};
+
+void bench_matvec_q(benchmark::State& state, const k::KernelTable* t, DType d, Shape s, bool dram) {
+  const QWeights w(d, s, dram);
+  std::vector<float> x(static_cast<std::size_t>(s.cols)), y(static_cast<std::size_t>(s.rows));
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = 0.5f + 0.001f * static_cast<float>(i % 17);
+  std::vector<std::byte> xq(k::act_bytes(d, s.cols));
+  t->quantize_act(d, x.data(), s.cols, xq.data());
+  std::int64_t i = 0;
+  for (auto _ : state) {
+    t->matvec_q(w.view(i++), xq.data(), y.data(), 0, s.rows);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(w.bytes));
+  state.counters["copies"] = w.copies;
+}
+
+void bench_matmul_q(benchmark::State& state, const k::KernelTable* t, DType d, Shape s, std::int64_t n) {
+  const QWeights w(d, s, false);
+  std::vector<float> x(static_cast<std::size_t>(s.cols)), y(static_cast<std::size_t>(s.rows * n));
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = 0.5f + 0.001f * static_cast<float>(i % 17);
+  const std::size_t stride = k::act_bytes(d, s.cols);
+  std::vector<std::byte> xq(stride * static_cast<std::size_t>(n));
+  for (std::int64_t j = 0; j < n; ++j) t->quantize_act(d, x.data(), s.cols, xq.data() + j * stride);
+  for (auto _ : state) {
+    t->matmul_q(w.view(0), xq.data(), n, y.data(), s.rows, 0, s.rows);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(w.bytes));
+  state.counters["GFLOPS"] = benchmark::Counter(static_cast<double>(2 * s.rows * s.cols * n) * 1e-9,
+                                                benchmark::Counter::kIsIterationInvariantRate);
+}
 
 using MatvecFn = void (*)(const TensorView&, const float*, float*, std::int64_t, std::int64_t) noexcept;
 
@@ -158,6 +223,28 @@ void register_all() {
         const std::string name = "matmul/" + std::string(t->name) + "/" + lower(dtype_name(d)) + "/" + shape_name(s) +
                                  "/n:" + std::to_string(n);
         benchmark::RegisterBenchmark(name.c_str(), [t, d, s, n](benchmark::State& st) { bench_matmul(st, t, d, s, n); })
+            ->Unit(benchmark::kMicrosecond);
+      }
+  }
+  constexpr DType kQuantDtypes[] = {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K};
+  for (k::Isa isa : k::compiled_isas()) {
+    const k::KernelTable* t = k::kernel_table(isa);
+    if (t == nullptr) continue;
+    for (DType d : kQuantDtypes)
+      for (Shape s : {kShapes[1], kShapes[2]})
+        for (bool dram : {false, true}) {
+          const std::string name = "matvec_q/" + std::string(t->name) + "/" + std::string(dtype_name(d)) + "/" +
+                                   shape_name(s) + (dram ? "/dram" : "/hot");
+          benchmark::RegisterBenchmark(name.c_str(), [t, d, s, dram](benchmark::State& st) {
+            bench_matvec_q(st, t, d, s, dram);
+          })->Unit(benchmark::kMicrosecond);
+        }
+    for (DType d : kQuantDtypes)
+      for (std::int64_t n : {4, 16, 64}) {
+        const Shape s{5632, 2048};
+        const std::string name = "matmul_q/" + std::string(t->name) + "/" + std::string(dtype_name(d)) + "/" +
+                                 shape_name(s) + "/n:" + std::to_string(n);
+        benchmark::RegisterBenchmark(name.c_str(), [t, d, s, n](benchmark::State& st) { bench_matmul_q(st, t, d, s, n); })
             ->Unit(benchmark::kMicrosecond);
       }
   }

@@ -20,6 +20,7 @@
 
 #include "core/aligned_buffer.hpp"
 #include "core/dtype.hpp"
+#include "core/quant.hpp"
 #include "kernels/dispatch.hpp"
 #include "kernels/kernels.hpp"
 #include "kernels/kernels_config.hpp"
@@ -567,6 +568,231 @@ TEST_CASE("prefill equals decode: matmul at any n gives the matvec result bit fo
       } else {
         CHECK(same);
       }
+    }
+  }
+}
+
+// ---- quantized weights --------------------------------------------------------------------------
+// Every ISA's *_q kernels against the scalar references. The integer parts are exact in both, so
+// they differ only in the order of the f32 operations: each block (super-block) contributes
+// terms of magnitude at most Σ|scale·q|·|x̂| over its elements, and any order of summing nb such
+// terms, each with a scale product and a conversion, stays within (nb + 16)·eps of their sum of
+// magnitudes (two such bounds for the difference of two orders). For Q4_K the scale and the min
+// parts are separate terms, so both magnitudes count.
+namespace {
+
+constexpr DType kQuantDtypes[] = {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K};
+
+struct QMatrix {
+  AlignedBuffer<std::byte> storage;
+  TensorView view;
+  std::vector<float> deq;  // the dequantized values, row-major
+  std::vector<float> pos;  // Q4_K: the scale part alone (dmin = 0); else = deq
+};
+
+// Random bytes (every level, bit pattern and sub-block scale occurs), with the f16 block scales
+// replaced by ordinary values of either sign; stored 3 bytes past an aligned address.
+QMatrix random_qmatrix(DType t, int rows, int cols, std::mt19937& rng) {
+  QMatrix m;
+  const std::size_t bytes = dtype_bytes(t, static_cast<std::size_t>(rows) * cols);
+  m.storage.resize(bytes + 64);
+  std::byte* base = m.storage.data() + 3;
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (std::size_t i = 0; i < bytes; ++i) base[i] = static_cast<std::byte>(byte(rng));
+  std::uniform_real_distribution<float> scale(0.002f, 0.05f);
+  std::bernoulli_distribution negative(0.3);
+  auto put_f16 = [&](std::byte* p, float v) {
+    const std::uint16_t h = f32_to_f16(v);
+    std::memcpy(p, &h, 2);
+  };
+  const std::size_t bb = dtype_block_bytes(t);
+  for (std::size_t off = 0; off < bytes; off += bb) {
+    const float d = negative(rng) ? -scale(rng) : scale(rng);
+    switch (t) {
+      case DType::Q8_0:
+      case DType::Q4_0: put_f16(base + off, d); break;
+      case DType::Q4_K:
+        put_f16(base + off, std::fabs(d));
+        put_f16(base + off + 2, scale(rng));
+        break;
+      case DType::Q6_K: put_f16(base + off + 208, d); break;
+      default: break;
+    }
+  }
+  if (t == DType::Q8_0)  // a block of int8 extremes: -128 and 127
+    for (int i = 0; i < 32; ++i) base[2 + i] = static_cast<std::byte>(i % 2 ? 0x80 : 0x7F);
+  m.view = make_view_2d(base, t, rows, cols);
+  m.deq.resize(static_cast<std::size_t>(rows) * cols);
+  dequantize_row(t, base, static_cast<std::int64_t>(rows) * cols, m.deq.data());
+  m.pos = m.deq;
+  if (t == DType::Q4_K) {
+    std::vector<std::byte> copy(base, base + bytes);
+    for (std::size_t off = 0; off < bytes; off += bb) std::memset(copy.data() + off + 2, 0, 2);
+    dequantize_row(t, copy.data(), static_cast<std::int64_t>(rows) * cols, m.pos.data());
+  }
+  return m;
+}
+
+// An activation vector with an outlier, and its quantized and dequantized forms.
+struct QVector {
+  std::vector<std::byte> q;
+  std::vector<float> deq;
+};
+QVector random_qvector(DType t, int cols, std::mt19937& rng) {
+  auto x = random_vector(static_cast<std::size_t>(cols), rng);
+  x[static_cast<std::size_t>(cols) / 3] = 25.0f;
+  QVector v;
+  v.q.resize(k::act_bytes(t, cols));
+  k::ref::quantize_act(t, x.data(), cols, v.q.data());
+  v.deq.resize(static_cast<std::size_t>(cols));
+  k::dequantize_act(t, v.q.data(), cols, v.deq.data());
+  return v;
+}
+
+// The bound on |kernel - reference| for row r.
+double q_bound(const QMatrix& m, int r, const QVector& x) {
+  const int cols = static_cast<int>(m.view.cols);
+  double mag = 0;
+  for (int c = 0; c < cols; ++c) {
+    const std::size_t i = static_cast<std::size_t>(r) * cols + c;
+    mag += (std::fabs(double(m.pos[i])) + std::fabs(double(m.deq[i]) - m.pos[i])) * std::fabs(double(x.deq[c]));
+  }
+  const double nb = double(cols) / double(dtype_block_size(m.view.dtype));
+  return 2.0 * (nb + 16) * kEps * mag + 1e-30;
+}
+
+std::vector<int> q_cols(DType t) {
+  if (t == DType::Q8_0 || t == DType::Q4_0) return {32, 160, 256, 512, 2304};
+  return {256, 512, 2304};
+}
+
+}  // namespace
+
+TEST_CASE("matvec_q of every ISA matches the reference for every quantized dtype") {
+  std::mt19937 rng(30);
+  const int rows = 13;
+  for (const k::KernelTable* t : tables_under_test()) {
+    for (DType d : kQuantDtypes) {
+      for (int cols : q_cols(d)) {
+        CAPTURE(std::string(t->name));
+        CAPTURE(dtype_name(d));
+        CAPTURE(cols);
+        const QMatrix m = random_qmatrix(d, rows, cols, rng);
+        const QVector x = random_qvector(d, cols, rng);
+        // The table's activation quantizer writes the same bytes as the reference's.
+        std::vector<std::byte> mine(x.q.size());
+        t->quantize_act(d, x.deq.data(), cols, mine.data());
+        std::vector<std::byte> again(x.q.size());
+        k::ref::quantize_act(d, x.deq.data(), cols, again.data());
+        CHECK(mine == again);
+        for (auto [b, e] : {std::pair{0, rows}, {3, rows}, {5, 6}, {1, 12}, {4, 4}}) {
+          CAPTURE(b);
+          CAPTURE(e);
+          std::vector<float> y(rows, -7.0f), y_ref(rows, -7.0f);
+          t->matvec_q(m.view, x.q.data(), y.data(), b, e);
+          k::ref::matvec_q(m.view, x.q.data(), y_ref.data(), b, e);
+          int bad = -1;
+          for (int r = 0; r < rows; ++r) {
+            if (r < b || r >= e) {
+              if (y[r] != -7.0f) bad = r;
+            } else if (!(std::fabs(double(y[r]) - y_ref[r]) <= q_bound(m, r, x))) {
+              bad = r;
+            }
+          }
+          INFO("row " << bad << ": " << (bad >= 0 ? y[bad] : 0.f) << " vs " << (bad >= 0 ? y_ref[bad] : 0.f));
+          CHECK(bad == -1);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("matmul_q of every ISA equals its matvec_q bit for bit (n = 1..9, odd row ranges)") {
+  std::mt19937 rng(31);
+  const int rows = 11;
+  for (const k::KernelTable* t : tables_under_test()) {
+    for (DType d : kQuantDtypes) {
+      for (int cols : q_cols(d)) {
+        const QMatrix m = random_qmatrix(d, rows, cols, rng);
+        const std::size_t stride = k::act_bytes(d, cols);
+        for (int n = 1; n <= 9; ++n) {
+          CAPTURE(std::string(t->name));
+          CAPTURE(dtype_name(d));
+          CAPTURE(cols);
+          CAPTURE(n);
+          std::vector<std::byte> xq(stride * n);
+          const auto x = random_vector(static_cast<std::size_t>(n) * cols, rng);
+          for (int i = 0; i < n; ++i) t->quantize_act(d, x.data() + i * cols, cols, xq.data() + i * stride);
+          const int ldy = rows + 3;
+          for (auto [b, e] : {std::pair{1, rows}, {3, 10}, {0, 5}}) {
+            std::vector<float> y(static_cast<std::size_t>(n) * ldy, -7.0f), y1(y.size(), -7.0f);
+            t->matmul_q(m.view, xq.data(), n, y.data(), ldy, b, e);
+            for (int i = 0; i < n; ++i) t->matvec_q(m.view, xq.data() + i * stride, y1.data() + i * ldy, b, e);
+            CHECK(std::memcmp(y.data(), y1.data(), y.size() * sizeof(float)) == 0);
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("matvec_q_silu_mul and matmul_q_silu_mul of every ISA match the reference") {
+  std::mt19937 rng(32);
+  const int rows = 10;
+  for (const k::KernelTable* t : tables_under_test()) {
+    for (DType d : kQuantDtypes) {
+      for (int cols : {256, 2304}) {
+        CAPTURE(std::string(t->name));
+        CAPTURE(dtype_name(d));
+        CAPTURE(cols);
+        const QMatrix gate = random_qmatrix(d, rows, cols, rng), up = random_qmatrix(d, rows, cols, rng);
+        const QVector x = random_qvector(d, cols, rng);
+        const int b = 1, e = rows;
+        std::vector<float> out(rows, -7.0f), ref(rows, -7.0f), g(rows), u(rows);
+        t->matvec_q_silu_mul(gate.view, up.view, x.q.data(), out.data(), b, e);
+        k::ref::matvec_q_silu_mul(gate.view, up.view, x.q.data(), ref.data(), b, e);
+        k::ref::matvec_q(gate.view, x.q.data(), g.data(), b, e);
+        k::ref::matvec_q(up.view, x.q.data(), u.data(), b, e);
+        int bad = -1;
+        for (int r = b; r < e; ++r) {
+          const double tol = silu_mul_bound(g[r], q_bound(gate, r, x), u[r], q_bound(up, r, x));
+          if (!(std::fabs(double(out[r]) - ref[r]) <= tol)) bad = r;
+        }
+        CHECK(bad == -1);
+        CHECK(out[0] == -7.0f);
+        // The fused kernel's dot products are matvec_q's, and matmul's are matvec's.
+        const std::size_t stride = k::act_bytes(d, cols);
+        for (int n : {2, 5}) {
+          std::vector<std::byte> xq(stride * n);
+          const auto xs = random_vector(static_cast<std::size_t>(n) * cols, rng);
+          for (int i = 0; i < n; ++i) k::ref::quantize_act(d, xs.data() + i * cols, cols, xq.data() + i * stride);
+          const int ldo = rows + 1;
+          std::vector<float> o(static_cast<std::size_t>(n) * ldo, -7.0f), o1(o.size(), -7.0f);
+          t->matmul_q_silu_mul(gate.view, up.view, xq.data(), n, o.data(), ldo, b, e);
+          for (int i = 0; i < n; ++i)
+            t->matvec_q_silu_mul(gate.view, up.view, xq.data() + i * stride, o1.data() + i * ldo, b, e);
+          CHECK(std::memcmp(o.data(), o1.data(), o.size() * sizeof(float)) == 0);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("the *_q kernels take plain-dtype weights with float activations") {
+  std::mt19937 rng(33);
+  for (const k::KernelTable* t : tables_under_test()) {
+    for (DType d : kDtypes) {
+      CAPTURE(std::string(t->name));
+      CAPTURE(dtype_name(d));
+      const Matrix m = random_matrix(d, 7, 100, rng);
+      const auto x = random_vector(100, rng);
+      CHECK(k::act_bytes(d, 100) == 400);
+      std::vector<std::byte> xq(k::act_bytes(d, 100));
+      t->quantize_act(d, x.data(), 100, xq.data());
+      std::vector<float> y(7), y1(7);
+      t->matvec_q(m.view, xq.data(), y.data(), 0, 7);
+      t->matvec(m.view, x.data(), y1.data(), 0, 7);
+      CHECK(y == y1);
     }
   }
 }

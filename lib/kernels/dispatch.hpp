@@ -25,6 +25,15 @@ struct KernelTable {
   void (*rope)(float* x, int n_heads, int head_dim, const float* cos, const float* sin) noexcept;
   void (*softmax)(float* x, std::int64_t n) noexcept;
   void (*silu_mul)(const float* gate, const float* up, float* out, std::int64_t n) noexcept;
+  // Quantized weights (the activation layout is the same for every table).
+  void (*quantize_act)(DType wtype, const float* x, std::int64_t n, void* xq) noexcept;
+  void (*matvec_q)(const TensorView& w, const void* xq, float* y, std::int64_t begin, std::int64_t end) noexcept;
+  void (*matmul_q)(const TensorView& w, const void* xq, std::int64_t n, float* y, std::int64_t ldy,
+                   std::int64_t begin, std::int64_t end) noexcept;
+  void (*matvec_q_silu_mul)(const TensorView& gate_w, const TensorView& up_w, const void* xq, float* out,
+                            std::int64_t begin, std::int64_t end) noexcept;
+  void (*matmul_q_silu_mul)(const TensorView& gate_w, const TensorView& up_w, const void* xq, std::int64_t n,
+                            float* out, std::int64_t ldo, std::int64_t begin, std::int64_t end) noexcept;
 };
 
 // isa's kernels, or nullptr when the build has none for it or the CPU cannot run them.

@@ -50,16 +50,21 @@ Isa detect() noexcept {
   }
   const bool ymm_state = (xcr0 & 0x6) == 0x6;                // SSE and AVX state
   const bool zmm_state = ymm_state && (xcr0 & 0xe0) == 0xe0;  // opmask, ZMM0-15 upper halves, ZMM16-31
-  unsigned leaf7_ebx = 0, leaf7_1_eax = 0;
-  if (__get_cpuid_count(7, 0, &a, &b, &c, &d) != 0) leaf7_ebx = b;
+  unsigned leaf7_ebx = 0, leaf7_ecx = 0, leaf7_1_eax = 0;
+  if (__get_cpuid_count(7, 0, &a, &b, &c, &d) != 0) {
+    leaf7_ebx = b;
+    leaf7_ecx = c;
+  }
   if (__get_cpuid_count(7, 1, &a, &b, &c, &d) != 0) leaf7_1_eax = a;
   const bool avx2 = ymm_state && (leaf1_ecx & bit_FMA) != 0 && (leaf1_ecx & bit_F16C) != 0 &&
                     (leaf7_ebx & bit_AVX2) != 0;
   if (!avx2) return Isa::Scalar;
   constexpr unsigned kAvx512 = bit_AVX512F | bit_AVX512DQ | bit_AVX512BW | bit_AVX512VL;
   if (!zmm_state || (leaf7_ebx & kAvx512) != kAvx512) return Isa::Avx2;
-  constexpr unsigned kAvx512Bf16 = 1u << 5;  // CPUID.(EAX=7,ECX=1):EAX[5]
-  if ((leaf7_1_eax & kAvx512Bf16) == 0) return Isa::Avx512;
+  constexpr unsigned kAvx512Bf16 = 1u << 5;   // CPUID.(EAX=7,ECX=1):EAX[5]
+  constexpr unsigned kAvx512Vnni = 1u << 11;  // CPUID.(EAX=7,ECX=0):ECX[11]
+  // The avx512bf16 kernels use vpdpbusd too (quantized weights); every BF16 CPU has VNNI, but check.
+  if ((leaf7_1_eax & kAvx512Bf16) == 0 || (leaf7_ecx & kAvx512Vnni) == 0) return Isa::Avx512;
   return Isa::Avx512Bf16;
 #else
   return Isa::Scalar;

@@ -18,7 +18,7 @@ enum class Isa {
   Scalar,      // portable C++ (whatever the base flags of the build allow the compiler to do)
   Avx2,        // AVX2 + FMA + F16C
   Avx512,      // AVX-512 F/BW/VL/DQ + FMA + F16C
-  Avx512Bf16,  // the above plus AVX512_BF16 (vdpbf16ps)
+  Avx512Bf16,  // the above plus AVX512_BF16 (vdpbf16ps) and AVX512_VNNI (vpdpbusd)
 };
 
 // Lower-case name of an ISA as WEFT_ISA spells it ("scalar", "avx2", "avx512", "avx512bf16").

@@ -44,6 +44,10 @@ inline float row_dot(const TensorView& w, std::int64_t r, const float* x) noexce
     case DType::F32: return dot_lanes(LoadF32{static_cast<const float*>(row)}, x, w.cols);
     case DType::F16: return dot_lanes(LoadF16{static_cast<const std::uint16_t*>(row)}, x, w.cols);
     case DType::BF16: return dot_lanes(LoadBF16{static_cast<const std::uint16_t*>(row)}, x, w.cols);
+    case DType::Q8_0:
+    case DType::Q4_0:
+    case DType::Q4_K:
+    case DType::Q6_K: break;  // not valid for the float kernels (see kernels.hpp)
   }
   return 0.0f;
 }
@@ -99,6 +103,35 @@ void portable_rmsnorm(const float* x, const TensorView& weight, float eps, float
   }
 }
 
+// The quantized kernels' portable form is the reference (integer loops the compiler vectorizes as
+// it can); plain-dtype weights go to this table's float kernels, as in the ISA tables.
+void portable_matvec_q(const TensorView& w, const void* xq, float* y, std::int64_t begin, std::int64_t end) noexcept {
+  if (!dtype_is_quantized(w.dtype)) return portable_matvec(w, static_cast<const float*>(xq), y, begin, end);
+  ref::matvec_q(w, xq, y, begin, end);
+}
+
+void portable_matmul_q(const TensorView& w, const void* xq, std::int64_t n, float* y, std::int64_t ldy,
+                       std::int64_t begin, std::int64_t end) noexcept {
+  if (!dtype_is_quantized(w.dtype))
+    return portable_matmul(w, static_cast<const float*>(xq), w.cols, n, y, ldy, begin, end);
+  ref::matmul_q(w, xq, n, y, ldy, begin, end);
+}
+
+void portable_matvec_q_silu_mul(const TensorView& gate_w, const TensorView& up_w, const void* xq, float* out,
+                                std::int64_t begin, std::int64_t end) noexcept {
+  if (!dtype_is_quantized(gate_w.dtype))
+    return portable_matvec_silu_mul(gate_w, up_w, static_cast<const float*>(xq), out, begin, end);
+  ref::matvec_q_silu_mul(gate_w, up_w, xq, out, begin, end);
+}
+
+void portable_matmul_q_silu_mul(const TensorView& gate_w, const TensorView& up_w, const void* xq, std::int64_t n,
+                                float* out, std::int64_t ldo, std::int64_t begin, std::int64_t end) noexcept {
+  if (!dtype_is_quantized(gate_w.dtype))
+    return portable_matmul_silu_mul(gate_w, up_w, static_cast<const float*>(xq), gate_w.cols, n, out, ldo, begin,
+                                    end);
+  ref::matmul_q_silu_mul(gate_w, up_w, xq, n, out, ldo, begin, end);
+}
+
 }  // namespace
 
 namespace detail {
@@ -116,16 +149,24 @@ const KernelTable& scalar_table() noexcept {
                                      &portable_rmsnorm,
                                      &ref::rope,
                                      &ref::softmax,
-                                     &ref::silu_mul};
+                                     &ref::silu_mul,
+                                     &ref::quantize_act,
+                                     &portable_matvec_q,
+                                     &portable_matmul_q,
+                                     &portable_matvec_q_silu_mul,
+                                     &portable_matmul_q_silu_mul};
   return table;
 }
 
 }  // namespace detail
 
 const KernelTable& reference_table() noexcept {
-  static constexpr KernelTable table{Isa::Scalar,    "reference",   &ref::matvec,  &ref::matmul,
-                                     &ref::matvec_silu_mul, &ref::matmul_silu_mul, &ref::dot_f32,
-                                     &ref::rmsnorm,  &ref::rope,    &ref::softmax, &ref::silu_mul};
+  static constexpr KernelTable table{Isa::Scalar,         "reference",         &ref::matvec,
+                                     &ref::matmul,        &ref::matvec_silu_mul, &ref::matmul_silu_mul,
+                                     &ref::dot_f32,       &ref::rmsnorm,       &ref::rope,
+                                     &ref::softmax,       &ref::silu_mul,      &ref::quantize_act,
+                                     &ref::matvec_q,      &ref::matmul_q,      &ref::matvec_q_silu_mul,
+                                     &ref::matmul_q_silu_mul};
   return table;
 }
 
@@ -168,6 +209,29 @@ void softmax(float* x, std::int64_t n) noexcept { active_table().softmax(x, n); 
 
 void silu_mul(const float* gate, const float* up, float* out, std::int64_t n) noexcept {
   active_table().silu_mul(gate, up, out, n);
+}
+
+void quantize_act(DType wtype, const float* x, std::int64_t n, void* xq) noexcept {
+  active_table().quantize_act(wtype, x, n, xq);
+}
+
+void matvec_q(const TensorView& w, const void* xq, float* y, std::int64_t begin, std::int64_t end) noexcept {
+  active_table().matvec_q(w, xq, y, begin, end);
+}
+
+void matmul_q(const TensorView& w, const void* xq, std::int64_t n, float* y, std::int64_t ldy, std::int64_t begin,
+              std::int64_t end) noexcept {
+  active_table().matmul_q(w, xq, n, y, ldy, begin, end);
+}
+
+void matvec_q_silu_mul(const TensorView& gate_w, const TensorView& up_w, const void* xq, float* out,
+                       std::int64_t begin, std::int64_t end) noexcept {
+  active_table().matvec_q_silu_mul(gate_w, up_w, xq, out, begin, end);
+}
+
+void matmul_q_silu_mul(const TensorView& gate_w, const TensorView& up_w, const void* xq, std::int64_t n, float* out,
+                       std::int64_t ldo, std::int64_t begin, std::int64_t end) noexcept {
+  active_table().matmul_q_silu_mul(gate_w, up_w, xq, n, out, ldo, begin, end);
 }
 
 }  // namespace weft::kernels

@@ -4,6 +4,7 @@
 #include "kernels/simd_x86.hpp"
 // simd_x86.hpp first: simd_impl.hpp's templates are instantiated with its traits.
 #include "kernels/simd_impl.hpp"
+#include "kernels/quant_impl.hpp"
 
 #if !(defined(__AVX2__) && defined(__FMA__) && defined(__F16C__))
 #error "kernels_avx2.cpp must be compiled with -mavx2 -mfma -mf16c"
@@ -12,7 +13,7 @@
 namespace weft::kernels::detail {
 
 const KernelTable& avx2_table() noexcept {
-  static constexpr KernelTable table = make_table<Avx2Traits>(Isa::Avx2, "avx2");
+  static constexpr KernelTable table = make_table<Avx2Traits, Avx2Q>(Isa::Avx2, "avx2");
   return table;
 }
 

@@ -1,8 +1,9 @@
 // The AVX512_BF16 variant: the AVX-512 kernels, plus a matvec for bf16 weights built on vdpbf16ps
 // (_mm512_dpbf16_ps: 32 bf16 products per instruction, accumulated in f32), kept next to the
 // shift-and-FMA matvec so that the benchmark can compare them (see kDpbf16Default for which one
-// the table uses). Meson compiles this file alone with the AVX-512 flags and -mavx512bf16; the
-// dispatcher runs it only on CPUs that report AVX512_BF16.
+// the table uses), and the quantized-weight kernels on vpdpbusd (AVX512_VNNI, which every CPU with
+// AVX512_BF16 has). Meson compiles this file alone with the AVX-512 flags, -mavx512bf16 and
+// -mavx512vnni; the dispatcher runs it only on CPUs that report AVX512_BF16 and AVX512_VNNI.
 //
 // vdpbf16ps multiplies bf16 by bf16, so x has to be bf16 too. To keep accuracy x is split once per
 // call into x_hi = bf16(x) and x_lo = bf16(x - x_hi) (x - x_hi is exact in f32), and the kernel
@@ -18,9 +19,11 @@
 #include "kernels/simd_x86.hpp"
 // simd_x86.hpp first: simd_impl.hpp's templates are instantiated with its traits.
 #include "kernels/simd_impl.hpp"
+#include "kernels/quant_impl.hpp"
 
-#if !(defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512BF16__))
-#error "kernels_avx512bf16.cpp must be compiled with the AVX-512 flags and -mavx512bf16"
+#if !(defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512BF16__) && \
+      defined(__AVX512VNNI__))
+#error "kernels_avx512bf16.cpp must be compiled with the AVX-512 flags, -mavx512bf16 and -mavx512vnni"
 #endif
 
 namespace weft::kernels {
@@ -207,7 +210,7 @@ void matmul_silu_mul_default(const TensorView& gate_w, const TensorView& up_w, c
 }
 
 constexpr KernelTable make_bf16_table() noexcept {
-  KernelTable t = make_table<T>(Isa::Avx512Bf16, "avx512bf16");
+  KernelTable t = make_table<T, Avx512Q<true>>(Isa::Avx512Bf16, "avx512bf16");
   t.matvec = &matvec_default;
   t.matmul = &matmul_default;
   t.matvec_silu_mul = &matvec_silu_mul_default;

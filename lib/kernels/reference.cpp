@@ -1,7 +1,9 @@
 // Scalar reference kernels: the definition of what each optimized kernel must compute.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
+#include "core/quant.hpp"
 #include "kernels/kernels.hpp"
 
 namespace weft::kernels {
@@ -19,6 +21,10 @@ void to_f32(const void* src, DType t, std::int64_t n, float* out) noexcept {
       for (std::int64_t i = 0; i < n; ++i) out[i] = bf16_to_f32(h[i]);
       return;
     }
+    case DType::Q8_0:
+    case DType::Q4_0:
+    case DType::Q4_K:
+    case DType::Q6_K: dequantize_row(t, src, n, out); return;
   }
 }
 
@@ -29,6 +35,10 @@ float element(const void* row, DType t, std::int64_t i) noexcept {
     case DType::F32: return static_cast<const float*>(row)[i];
     case DType::F16: return f16_to_f32(static_cast<const std::uint16_t*>(row)[i]);
     case DType::BF16: return bf16_to_f32(static_cast<const std::uint16_t*>(row)[i]);
+    case DType::Q8_0:
+    case DType::Q4_0:
+    case DType::Q4_K:
+    case DType::Q6_K: break;  // not valid for the float kernels (see kernels.hpp)
   }
   return 0.0f;
 }

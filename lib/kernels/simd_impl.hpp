@@ -144,6 +144,10 @@ void matvec_rows_any(const Mat& w, const float* x, float* y, std::int64_t begin,
     case DType::F32: return matvec_rows<T, DType::F32>(w, x, y, begin, end);
     case DType::F16: return matvec_rows<T, DType::F16>(w, x, y, begin, end);
     case DType::BF16: return matvec_rows<T, DType::BF16>(w, x, y, begin, end);
+    case DType::Q8_0:
+    case DType::Q4_0:
+    case DType::Q4_K:
+    case DType::Q6_K: return;  // not valid for the float kernels (see kernels.hpp)
   }
 }
 
@@ -265,6 +269,10 @@ void matmul_rows_any(const Mat& w, const float* x, std::int64_t ldx, std::int64_
     case DType::F32: return matmul_rows<T, DType::F32>(w, x, ldx, n, y, ldy, begin, end);
     case DType::F16: return matmul_rows<T, DType::F16>(w, x, ldx, n, y, ldy, begin, end);
     case DType::BF16: return matmul_rows<T, DType::BF16>(w, x, ldx, n, y, ldy, begin, end);
+    case DType::Q8_0:
+    case DType::Q4_0:
+    case DType::Q4_K:
+    case DType::Q6_K: return;  // not valid for the float kernels (see kernels.hpp)
   }
 }
 
@@ -364,6 +372,10 @@ void rmsnorm(const float* x, const TensorView& weight, float eps, float* out) no
     case DType::F32: return scale_by_weight<T, DType::F32>(x, scale, g, out, n);
     case DType::F16: return scale_by_weight<T, DType::F16>(x, scale, g, out, n);
     case DType::BF16: return scale_by_weight<T, DType::BF16>(x, scale, g, out, n);
+    case DType::Q8_0:
+    case DType::Q4_0:
+    case DType::Q4_K:
+    case DType::Q6_K: return;  // norm weights are never quantized (see kernels.hpp)
   }
 }
 
@@ -436,12 +448,7 @@ void silu_mul(const float* gate, const float* up, float* out, std::int64_t n) no
   for (; i < n; ++i) out[i] = silu_times(gate[i], up[i]);
 }
 
-// The table of one ISA, from its traits type.
-template <class T>
-constexpr KernelTable make_table(Isa isa, const char* name) noexcept {
-  return KernelTable{isa,          name,         &matvec<T>,  &matmul<T>,  &matvec_silu_mul<T>, &matmul_silu_mul<T>,
-                     &dot_f32<T>, &rmsnorm<T>, &rope<T>,    &softmax<T>, &silu_mul<T>};
-}
+// The table of one ISA is made in quant_impl.hpp (make_table), which adds the quantized kernels.
 
 }  // namespace
 }  // namespace weft::kernels
