@@ -31,6 +31,10 @@ class ExecContext {
   // The number of threads (arena slots) this context runs loops on.
   int threads() const noexcept { return threads_; }
 
+  // The oneTBB arena the loops run in: a rank (parallel/rank.hpp) attaches its thread pinning
+  // to it and runs whole steps inside it. Owned by the context; valid while the context lives.
+  tbb::task_arena& arena() noexcept { return arena_; }
+
   // Calls f(begin, end) once per chunk of the plan that cfg gives for `work` on this context's
   // threads. Every row is in exactly one call and chunks start on the kernel's row block, so a
   // kernel that computes each row (or row block) on its own gives results that do not depend
