@@ -6,7 +6,7 @@
 #
 #   scripts/fuzz.sh [BUDGET] [TARGET...]
 #     BUDGET: SECONDS per target (default 60), or runs=N to run each target for N executions.
-#     TARGET: safetensors config sentencepiece tokenizer_bin llama2c encode (default: all).
+#     TARGET: safetensors config sentencepiece tokenizer_bin llama2c encode gguf (default: all).
 #
 # Fuzzing runs niced, in slices of at most 60 s; between slices it waits while /tmp/weft-bench-lock
 # exists (someone is timing benchmarks on this machine). A crash stops that target: the input is
@@ -19,7 +19,7 @@ build=build-fuzz
 budget=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(safetensors config sentencepiece tokenizer_bin llama2c encode)
+[ ${#targets[@]} -gt 0 ] || targets=(safetensors config sentencepiece tokenizer_bin llama2c encode gguf)
 lock=/tmp/weft-bench-lock
 wait_for_lock() { while [ -e "$lock" ]; do sleep 20; done; }
 
@@ -36,7 +36,7 @@ models=$root/../shared/models
 python3 tests/fuzz/make_seeds.py $build/fuzz-seeds $models || exit 1
 
 declare -A max_len=([safetensors]=8192 [config]=4096 [sentencepiece]=16384 [tokenizer_bin]=8192
-                    [llama2c]=4096 [encode]=2048)
+                    [llama2c]=4096 [encode]=2048 [gguf]=16384)
 declare -A dict=([safetensors]=tests/fuzz/json.dict [config]=tests/fuzz/json.dict)
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}

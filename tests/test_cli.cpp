@@ -148,3 +148,51 @@ TEST_CASE("tokenize and score on the real checkpoints") {
   CHECK(g.code == 0);
   CHECK(g.out.rfind(", there was a little girl named Lily.", 0) == 0);
 }
+
+TEST_CASE("quantize: HF directory -> GGUF with progress and summary; generate runs it with the same text") {
+  const fs::path out = fs::temp_directory_path() / ("weft_cli_q_" + std::to_string(::getpid()) + ".gguf");
+  const Result q = run(weft_bin() + " quantize " + default_model().string() + " " + out.string() + " --type bf16");
+  CHECK(q.code == 0);
+  CAPTURE(q.err);
+  CHECK(q.err.find("quantize: 100%") != std::string::npos);  // stderr is not a TTY here: periodic lines
+  CHECK(q.err.find("quantize: wrote " + out.string()) != std::string::npos);
+  CHECK(q.err.find("ratio") != std::string::npos);
+  CHECK(q.out.empty());
+  const std::string gen = " -p 'Once upon a time' --temp 0 -n 12";
+  const Result a = run(weft_bin() + " generate -m " + out.string() + gen);
+  const Result b = run(weft_bin() + " generate -m " + default_model().string() + gen);
+  CHECK(a.code == 0);
+  CHECK(a.out == b.out);
+  CHECK(run(weft_bin() + " quantize --help").out.find("q4_k_m") != std::string::npos);
+  const Result bad = run(weft_bin() + " quantize " + default_model().string() + " " + out.string() + " --type q9");
+  CHECK(bad.code == 1);
+  CHECK(bad.err.find("unknown type \"q9\"") != std::string::npos);
+  fs::remove(out);
+}
+
+TEST_CASE("topo: this machine, a synthetic two-socket machine with ranks, and bad topologies") {
+  const Result real = run(weft_bin() + " topo");
+  CHECK(real.code == 0);
+  CHECK(real.out.find("topology: this machine") != std::string::npos);
+  CHECK(real.out.find("NUMA node 0") != std::string::npos);
+  const Result real_tp = run(weft_bin() + " topo --tp 1 --json");
+  CHECK(real_tp.code == 0);
+  CHECK(real_tp.out.find("\"ranks\"") != std::string::npos);
+
+  const Result syn = run(weft_bin() + " topo --topology 'pack:2 [numa] core:4 pu:1' --tp 2");
+  CHECK(syn.code == 0);
+  CHECK(syn.out.find("NUMA nodes: 2") != std::string::npos);
+  CHECK(syn.out.find("rank 0: NUMA node 0, cores 0-3") != std::string::npos);
+  CHECK(syn.out.find("rank 1: NUMA node 1, cores 4-7") != std::string::npos);
+
+  const Result bad = run(weft_bin() + " topo --topology 'pack:2 [numa] core:lots'");
+  CHECK(bad.code == 2);
+  CHECK(bad.err.find("core:lots") != std::string::npos);
+  const Result missing = run(weft_bin() + " topo --topology /nonexistent/topo.xml");
+  CHECK(missing.code == 2);
+  CHECK(missing.err.find("/nonexistent/topo.xml") != std::string::npos);
+  const Result too_many = run(weft_bin() + " topo --topology 'pack:1 core:2 pu:1' --tp 3");
+  CHECK(too_many.code == 1);
+  CHECK(too_many.err.find("3 ranks") != std::string::npos);
+  CHECK(run(weft_bin() + " topo --tp 0").code == 1);
+}

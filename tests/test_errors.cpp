@@ -574,3 +574,28 @@ TEST_CASE("unreadable paths and directories where files are expected") {
   expect_error("score -m " + default_model().string() + " --tokens 1,2 --logits-out " + tmp_root().string(), 2,
                {tmp_root().string(), "cannot open for writing"});
 }
+
+TEST_CASE("GGUF: truncated files and an unsupported tensor type exit 2 naming the file and the fault") {
+  const fs::path good = tmp_root() / "good.gguf";
+  REQUIRE(std::system((quote(std::getenv("WEFT_BIN")) + " quantize " + default_model().string() + " " + good.string() +
+                       " --type bf16 >/dev/null 2>&1").c_str()) == 0);
+  const std::string whole = read_bytes(good);
+  const std::vector<std::pair<std::size_t, std::string>> cuts = {
+      {0, "bad magic"}, {3, "bad magic"}, {10, "truncated at offset 8"}, {200, "truncated"}, {2000, "truncated"},
+      {whole.size() / 2, "runs past the end of the data section"}, {whole.size() - 1, "truncated file?"}};
+  for (const auto& [size, what] : cuts) {
+    const fs::path p = tmp_root() / ("gguf_cut_" + std::to_string(size) + ".gguf");
+    write_bytes(p, whole.substr(0, size));
+    expect_error("generate -m " + p.string() + " -p hi -n 1", 2, {p.string(), what});
+  }
+  // token_embd.weight's info: name, n_dims (u32), two u64 dims, then the ggml type id.
+  std::string patched = whole;
+  const std::size_t name = patched.find("token_embd.weight");
+  REQUIRE(name != std::string::npos);
+  const std::uint32_t q5_1 = 7;
+  std::memcpy(patched.data() + name + 17 + 4 + 16, &q5_1, 4);
+  const fs::path p = tmp_root() / "q5_1.gguf";
+  write_bytes(p, patched);
+  expect_error("generate -m " + p.string() + " -p hi -n 1", 2,
+               {p.string(), "tensor \"token_embd.weight\"", "Q5_1 (id 7) is not supported"});
+}

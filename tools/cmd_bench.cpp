@@ -53,7 +53,7 @@ std::vector<int> parse_int_list(const std::string& s, const char* what) {
 
 Runner add_bench(CLI::App& app) {
   struct Args {
-    std::string model, threads;
+    std::string model, threads, batches;
     int p = 128, n = 64, r = 3;
     bool json = false, membw = false, stats = false, no_mmap = false;
     std::size_t membw_bytes = std::size_t{1} << 30;
@@ -65,6 +65,9 @@ Runner add_bench(CLI::App& app) {
   sub->add_option("-n,--n-gen", a->n, "tokens for the tg test (0: skip)")->check(CLI::Range(0, 1 << 20))->capture_default_str();
   sub->add_option("-r,--repetitions", a->r, "repetitions of each test")->check(CLI::Range(1, 1000))->capture_default_str();
   sub->add_option("-t,--threads", a->threads, "thread counts, comma-separated (default: all hardware threads)");
+  sub->add_option("-b,--batch", a->batches,
+                  "also decode this many sequences together (comma-separated list): aggregate tokens/s of n steps")
+      ->capture_default_str();
   sub->add_flag("--json", a->json, "print one JSON document with every number and the configuration");
   sub->add_flag("--membw", a->membw, "measure the read bandwidth at each thread count and report % of it");
   sub->add_option("--membw-bytes", a->membw_bytes, "buffer size of the read test")->check(CLI::Range(1 << 21, 1 << 30 << 4));
@@ -83,7 +86,8 @@ Runner add_bench(CLI::App& app) {
                     {"n_layers", info.n_layers},       {"n_heads", info.n_heads},       {"n_kv_heads", info.n_kv_heads},
                     {"vocab_size", info.vocab_size},   {"sliding_window", info.sliding_window},
                     {"weight_bytes", info.weight_bytes}, {"decode_bytes_per_token", info.decode_bytes}};
-    doc["config"] = {{"n_prompt", a->p}, {"n_gen", a->n}, {"repetitions", a->r}, {"threads", thread_counts},
+    const std::vector<int> batch_sizes = a->batches.empty() ? std::vector<int>{} : parse_int_list(a->batches, "--batch");
+    doc["config"] = {{"n_prompt", a->p}, {"batch", batch_sizes}, {"n_gen", a->n}, {"repetitions", a->r}, {"threads", thread_counts},
                      {"membw", a->membw}, {"membw_bytes", a->membw_bytes}, {"mmap", !a->no_mmap}, {"load_seconds", load_seconds}, {"reference_kernels", std::getenv("WEFT_REFERENCE") != nullptr},
                      {"isa", std::getenv("WEFT_ISA") ? std::getenv("WEFT_ISA") : "auto"}};
     doc["results"] = nlohmann::ordered_json::array();
@@ -154,6 +158,42 @@ Runner add_bench(CLI::App& app) {
       };
       report("pp", a->p, pp);
       report("tg", a->n, tg);
+
+      // Many sequences: each prefilled with 16 prompt tokens, then n steps that decode one token of
+      // every sequence together. tokens/s counts all sequences; GB/s counts the weights once per step.
+      for (int b : batch_sizes) {
+        if (a->n <= 0) break;
+        BatchSession batch(model, ctx, {.max_sequences = b, .context = a->n + 17});
+        std::vector<int> seqs;
+        for (int i = 0; i < b; ++i) seqs.push_back(batch.open());
+        std::vector<double> agg;
+        for (int rep = 0; rep < a->r; ++rep) {
+          for (int q : seqs) {
+            batch.close(q);
+            batch.open();
+            batch.prefill(q, std::span(prompt).first(std::min<std::size_t>(prompt.size(), 16)));
+          }
+          std::vector<std::int32_t> step(static_cast<std::size_t>(b));
+          const auto t0 = Clock::now();
+          for (int i = 0; i < a->n; ++i) {
+            std::fill(step.begin(), step.end(), gen[static_cast<std::size_t>(i)]);
+            batch.decode(seqs, step);
+          }
+          agg.push_back(static_cast<double>(b) * a->n / std::chrono::duration<double>(Clock::now() - t0).count());
+        }
+        const Stat st = stat_of(agg);
+        const double gbs = st.mean / b * static_cast<double>(info.decode_bytes) / 1e9;
+        nlohmann::ordered_json row = {{"test", "tg" + std::to_string(a->n) + "x" + std::to_string(b)}, {"threads", threads},
+                                      {"sequences", b}, {"tokens", a->n}, {"tokens_per_s_mean", st.mean},
+                                      {"tokens_per_s_sd", st.sd}, {"samples", st.samples},
+                                      {"tokens_per_s_per_sequence", st.mean / b}, {"weight_gbs", gbs}};
+        if (roof > 0) row["read_bw_gbs"] = roof;
+        doc["results"].push_back(row);
+        if (!a->json)
+          std::printf("| %s | %s | %.2f | %d | tg%d x %d seq | %.2f ± %.2f | %.1f | |\n", info.source.c_str(),
+                      info.weight_dtype.c_str(), static_cast<double>(info.weight_bytes) / 1e9, threads, a->n, b, st.mean,
+                      st.sd, gbs);
+      }
       if (a->stats && !a->json) std::printf("\nwork stealing (%d threads): %s\n\n", threads, ctx.stats_text().c_str());
     }
     if (a->json) std::printf("%s\n", doc.dump(2).c_str());

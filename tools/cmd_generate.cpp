@@ -1,6 +1,9 @@
 // `weft generate`: stream generated text to stdout, timings to stderr.
 #include <chrono>
 #include <cstdio>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
 #include <random>
 
 #include "commands.hpp"
@@ -10,20 +13,86 @@ namespace weft::cli {
 
 namespace {
 struct GenerateArgs {
-  std::string model, tokenizer, prompt;
-  int n = 128, threads = 0, context = 0;
-  bool echo = false, no_mmap = false;
+  std::string model, tokenizer, prompt, prompts_file;
+  int n = 128, threads = 0, context = 0, batch = 8;
+  bool echo = false, no_mmap = false, json = false;
   SamplerOptions sampler;
   std::int64_t seed = -1;
 };
 }  // namespace
+
+// --prompts-file: every non-empty line is a prompt; results are printed in input order as soon
+// as every earlier prompt has finished, as text blocks or JSON lines.
+int run_prompts_file(const GenerateArgs& a, const std::shared_ptr<const Model>& model, Context& ctx) {
+  std::ifstream in(a.prompts_file);
+  if (!in) throw InputError(a.prompts_file + ": cannot read the prompts file");
+  std::vector<std::string> prompts;
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (!line.empty()) prompts.push_back(line);
+  }
+  if (prompts.empty()) throw InputError(a.prompts_file + ": the prompts file has no non-empty line");
+  GenerateOptions opts;
+  opts.max_tokens = a.n;
+  opts.sampler = a.sampler;
+  int context = a.context;
+  if (context == 0) {
+    // Enough for the longest prompt plus the new tokens, not the model's whole context per sequence.
+    const Tokenizer* tok = model->tokenizer();
+    std::size_t longest = 0;
+    if (tok)
+      for (const std::string& p : prompts) longest = std::max(longest, tok->encode(p, true).size());
+    const std::int64_t want = static_cast<std::int64_t>(longest) + a.n;
+    const int max_pos = model->info().max_position > 0 ? model->info().max_position : 4096;
+    context = static_cast<int>(std::clamp<std::int64_t>(want, 1, std::max(max_pos, 1)));
+  }
+  BatchSession batch(model, ctx, {.max_sequences = std::min<int>(a.batch, static_cast<int>(prompts.size())), .context = context});
+  std::map<std::size_t, std::string> ready;  // finished out of order, waiting for earlier prompts
+  std::size_t printed = 0;
+  const BatchGenerateResult r = generate_batch(batch, prompts, opts, [&](std::size_t i, const std::string& text,
+                                                                        const GenerateResult& g) {
+    std::string block;
+    if (a.json) {
+      nlohmann::ordered_json j;
+      j["index"] = i;
+      j["prompt"] = prompts[i];
+      j["text"] = text;
+      j["ids"] = g.ids;
+      j["stop"] = g.hit_eos ? "eos" : (g.hit_context_limit ? "context" : "length");
+      block = j.dump() + "\n";
+    } else {
+      block = (a.echo ? prompts[i] : std::string()) + text + "\n";
+    }
+    ready.emplace(i, std::move(block));
+    for (auto it = ready.find(printed); it != ready.end(); it = ready.find(printed)) {
+      std::fputs(it->second.c_str(), stdout);
+      ready.erase(it);
+      ++printed;
+    }
+    std::fflush(stdout);
+  });
+  std::fprintf(stderr,
+               "weft: %s, %d threads, %zu prompts in batches of %d: %lld tokens in %.1f ms (%.1f tokens/s over all "
+               "sequences, %lld batched decode steps)\n",
+               model->info().source.c_str(), ctx.threads(), prompts.size(), batch.max_sequences(),
+               static_cast<long long>(r.generated), r.seconds * 1e3, r.seconds > 0 ? r.generated / r.seconds : 0.0,
+               static_cast<long long>(r.decode_steps));
+  return 0;
+}
 
 Runner add_generate(CLI::App& app) {
   auto a = std::make_shared<GenerateArgs>();
   CLI::App* sub = app.add_subcommand("generate", "Generate text from a prompt (text to stdout, timings to stderr)");
   sub->add_option("-m,--model", a->model, "Hugging Face directory or llama2.c .bin")->required();
   sub->add_option("-z,--tokenizer", a->tokenizer, "tokenizer.model or llama2.c tokenizer.bin (default: the model's)");
-  sub->add_option("-p,--prompt", a->prompt, "prompt text")->required();
+  auto* prompt = sub->add_option("-p,--prompt", a->prompt, "prompt text");
+  auto* file = sub->add_option("--prompts-file", a->prompts_file,
+                               "run every line of FILE as a prompt, decoded together in batches; results in input order")
+                   ->check(CLI::ExistingFile);
+  prompt->excludes(file);
+  sub->add_option("--batch", a->batch, "with --prompts-file: sequences decoded together")
+      ->check(CLI::Range(1, 1024))->capture_default_str();
+  sub->add_flag("--json", a->json, "with --prompts-file: one JSON object per prompt (index, prompt, text, ids, stop)");
   sub->add_option("-n,--n-predict", a->n, "tokens to generate")->check(CLI::Range(0, 1 << 24))->capture_default_str();
   sub->add_option("-t,--threads", a->threads, "threads (0: all hardware threads)")->check(CLI::Range(0, 1024))->capture_default_str();
   sub->add_option("-c,--context", a->context, "context length in tokens (0: the model's)")->check(CLI::Range(0, 1 << 24));
@@ -36,11 +105,15 @@ Runner add_generate(CLI::App& app) {
   sub->add_option("-s,--seed", a->seed, "random seed (-1: random)")->capture_default_str();
   sub->add_flag("--echo", a->echo, "print the prompt before the generated text");
   sub->add_flag("--no-mmap", a->no_mmap, "copy the weights into huge-page memory (slower load, faster decode)");
-  return [a] {
+  return [a, prompt] {
     if (a->seed < 0) a->sampler.seed = std::random_device{}();
     else a->sampler.seed = static_cast<std::uint64_t>(a->seed);
+    // An explicitly empty -p "" goes on to generate(), which names the problem itself.
+    if (a->prompts_file.empty() && prompt->count() == 0)
+      throw UsageError("generate: give a prompt with -p/--prompt or a file of prompts with --prompts-file");
     auto model = Model::load(a->model, {.tokenizer_path = a->tokenizer, .mmap = !a->no_mmap});
     Context ctx(a->threads);
+    if (!a->prompts_file.empty()) return run_prompts_file(*a, model, ctx);
     Session session(model, ctx, {.context = a->context});
     GenerateOptions opts;
     opts.max_tokens = a->n;

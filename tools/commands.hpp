@@ -17,6 +17,8 @@ Runner add_generate(CLI::App& app);
 Runner add_tokenize(CLI::App& app);
 Runner add_score(CLI::App& app);
 Runner add_bench(CLI::App& app);
+Runner add_topo(CLI::App& app);
+Runner add_quantize(CLI::App& app);
 
 // Parses "1,2,3" into ids; throws weft::UsageError naming the bad item.
 std::vector<std::int32_t> parse_ids(const std::string& text);

@@ -20,6 +20,8 @@ int main(int argc, char** argv) {
   add(weft::cli::add_tokenize);
   add(weft::cli::add_score);
   add(weft::cli::add_bench);
+  add(weft::cli::add_topo);
+  add(weft::cli::add_quantize);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

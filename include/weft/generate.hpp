@@ -39,4 +39,27 @@ GenerateResult generate_ids(Session& session, std::span<const std::int32_t> prom
 GenerateResult generate(Session& session, std::string_view prompt, const GenerateOptions& options,
                         const std::function<void(std::string_view)>& on_text);
 
+// Many prompts through one BatchSession: up to batch.max_sequences() at a time, decoded together
+// (one pass over the weights per step for all of them); when a sequence ends, the next prompt
+// starts in its slot (continuous batching). Each sequence gets its own sampler seeded with
+// options.sampler.seed, so its ids are those generate_ids() gives for that prompt alone (greedy:
+// identical). on_done(index, result) is called as each prompt finishes (in completion order, not
+// input order); the returned vector is in input order. Throws UsageError for an empty prompt or
+// one that does not fit the context, before any work starts.
+struct BatchGenerateResult {
+  std::vector<GenerateResult> results;  // in input order; prompt_seconds is the prompt's own prefill
+  double seconds = 0;                   // wall time for everything
+  std::int64_t generated = 0;           // ids generated over all prompts
+  std::int64_t decode_steps = 0;        // batched forward passes after the prefills
+};
+BatchGenerateResult generate_batch_ids(BatchSession& batch, const std::vector<std::vector<std::int32_t>>& prompts,
+                                       const GenerateOptions& options, std::int32_t eos_id,
+                                       const std::function<void(std::size_t, const GenerateResult&)>& on_done);
+
+// generate_batch_ids() on text: each prompt encoded with BOS first, on_done(index, text, result)
+// with the decoded text of the generated ids.
+BatchGenerateResult generate_batch(BatchSession& batch, const std::vector<std::string>& prompts,
+                                   const GenerateOptions& options,
+                                   const std::function<void(std::size_t, const std::string&, const GenerateResult&)>& on_done);
+
 }  // namespace weft

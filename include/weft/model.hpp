@@ -18,7 +18,7 @@ namespace weft {
 
 struct ModelInfo {
   std::string source;        // path it was loaded from
-  std::string format;        // "safetensors" or "llama2c"
+  std::string format;        // "safetensors", "gguf" or "llama2c"
   std::string architecture;  // "mistral" or "llama"
   std::string weight_dtype;  // dtype of the largest weights ("BF16", ...)
   int dim = 0, hidden_dim = 0, n_layers = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0, vocab_size = 0;
@@ -38,7 +38,7 @@ struct LoadOptions {
 
 class Model {
  public:
-  // Loads a Hugging Face directory or a llama2.c .bin, memory-mapped. The model is immutable and
+  // Loads a Hugging Face directory, a GGUF file or a llama2.c .bin, memory-mapped. The model is immutable and
   // may be shared by any number of sessions on any threads. Throws InputError on bad files.
   static std::shared_ptr<const Model> load(const std::string& path, const LoadOptions& options = {});
   ~Model();
@@ -103,6 +103,46 @@ class Session {
   std::int64_t position() const noexcept;
   // How many positions fit; std::nullopt when unlimited (a rolling sliding-window cache).
   std::optional<std::int64_t> context_limit() const noexcept;
+  const Model& model() const noexcept;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+struct BatchOptions {
+  int max_sequences = 8;  // sequences open at once (each has its own KV cache)
+  int context = 0;        // positions each sequence's KV cache holds; 0 as in SessionOptions
+  int block_size = 64;    // prefill block; a decode step takes up to max(block_size, max_sequences) rows
+};
+
+// Several sequences, each with its own KV cache and position, decoded together: one decode step
+// for n sequences reads each weight once for all of them (the matrix-vector products become small
+// matrix products), so n sequences cost about one pass over the weights. Sequences open and close
+// at any time (continuous batching). Not thread-safe; use one per thread.
+class BatchSession {
+ public:
+  BatchSession(std::shared_ptr<const Model> model, Context& context, const BatchOptions& options = {});
+  ~BatchSession();
+  BatchSession(const BatchSession&) = delete;
+  BatchSession& operator=(const BatchSession&) = delete;
+
+  // Starts a sequence at position 0 in a free slot and returns its id (0 <= id < max_sequences()).
+  // Throws UsageError when every slot is in use.
+  int open();
+  // Ends a sequence; a later open() may reuse its slot. Throws UsageError when seq is not open.
+  void close(int seq);
+  // Feeds tokens to one sequence (alone) and returns the logits after the last one (vocab_size
+  // floats, valid until the next call). Errors as Session::prefill, or seq not open.
+  std::span<const float> prefill(int seq, std::span<const std::int32_t> tokens);
+  // Feeds tokens[i] to sequence seqs[i] for every i, in one pass over the weights, and returns the
+  // logits ([seqs.size(), vocab_size], row i for seqs[i]; valid until the next call). Throws
+  // UsageError for a sequence not open or given twice, mismatched sizes, a bad id or a full context.
+  std::span<const float> decode(std::span<const int> seqs, std::span<const std::int32_t> tokens);
+  std::int64_t position(int seq) const;
+  // How many positions each sequence holds; std::nullopt when unlimited (rolling sliding-window cache).
+  std::optional<std::int64_t> context_limit() const noexcept;
+  int max_sequences() const noexcept;
   const Model& model() const noexcept;
 
  private:

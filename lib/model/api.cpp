@@ -95,115 +95,233 @@ std::string Context::stats_json() const {
   return j.dump();
 }
 
-struct Session::Impl {
+namespace {
+
+// Refuses a context or block size whose KV caches and activations cannot fit in RAM: an absurd
+// value would otherwise end in a multi-terabyte allocation that the kernel answers with the OOM
+// killer (a signal, no message).
+void check_memory(const Model& model, const model::MistralConfig& c, int threads, int ctx_len, int block, int sequences) {
+  const bool rolling = c.sliding_window > 0 && c.sliding_window < ctx_len;
+  const double slots = rolling ? c.sliding_window : ctx_len;
+  const double floats = 2.0 * c.n_layers * slots * c.kv_dim() * sequences +
+                        (threads + 1.0) * (c.n_heads / c.n_kv_heads) * (slots + block) +
+                        block * (2.0 * c.dim + 2.0 * c.q_dim() + 2.0 * c.kv_dim() + c.hidden_dim + c.vocab_size);
+  const double need = 4.0 * floats;
+  const double have = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGESIZE));
+  if (have > 0 && need > have) {
+    char text[400];
+    std::snprintf(text, sizeof text, "%d sequence(s) with a context of %d positions and blocks of %d tokens need %.1f GB "
+                  "for the KV caches and activations, more than this machine's %.1f GB of memory (lower -c/--context)",
+                  sequences, ctx_len, block, need / 1e9, have / 1e9);
+    throw UsageError(model.info().source + ": " + text);
+  }
+}
+
+// Like llama.cpp, a default context of at most 4096 positions keeps the KV cache of a 32k-context
+// model from taking gigabytes nobody asked for.
+int context_length(const model::MistralConfig& c, int requested) {
+  constexpr int kDefaultContext = 4096;
+  if (requested < 0) throw UsageError("context must not be negative, got " + std::to_string(requested));
+  return requested > 0 ? requested : std::clamp(c.max_position, 1, kDefaultContext);
+}
+
+}  // namespace
+
+// What Session and BatchSession share: sequences, each with its KV cache and position, and one set
+// of activations for blocks of up to max_block rows.
+struct SequenceSet {
   std::shared_ptr<const Model> model;
-  par::ExecContext* exec;
-  model::KVCache cache;
+  par::ExecContext* exec = nullptr;
+  std::vector<model::KVCache> caches;
+  std::vector<std::int64_t> pos;
   model::ForwardState state;
-  std::int64_t pos = 0;
+  std::vector<model::SequenceRun> runs;  // reserved once: decoding allocates nothing
+
+  SequenceSet(std::shared_ptr<const Model> m, Context& context, int context_positions, int block_size, int sequences) {
+    if (!m) throw UsageError("Session: model is null");
+    if (block_size <= 0) throw UsageError("block_size must be positive, got " + std::to_string(block_size));
+    const auto& c = m->impl().loaded.config;
+    const int ctx_len = context_length(c, context_positions);
+    const int block = std::max(block_size, sequences);
+    check_memory(*m, c, context.threads(), ctx_len, block, sequences);
+    model = std::move(m);
+    exec = &context.impl().exec;
+    caches.reserve(static_cast<std::size_t>(sequences));
+    for (int i = 0; i < sequences; ++i) caches.emplace_back(c, ctx_len);
+    pos.assign(static_cast<std::size_t>(sequences), 0);
+    state = model::ForwardState(c, block, caches.front().capacity, context.threads());
+    runs.reserve(static_cast<std::size_t>(sequences));
+  }
 
   const model::MistralConfig& config() const { return model->impl().loaded.config; }
+  std::size_t vocab() const { return static_cast<std::size_t>(config().vocab_size); }
 
-  void check(std::span<const std::int32_t> tokens) const {
-    if (tokens.empty()) throw UsageError("no tokens to process (empty prompt)");
+  void check_ids(std::span<const std::int32_t> tokens) const {
     for (std::int32_t id : tokens)
       if (id < 0 || id >= config().vocab_size)
         throw UsageError("token id " + std::to_string(id) + " is outside the vocabulary [0, " +
                          std::to_string(config().vocab_size) + ")");
-    if (!cache.rolling && pos + static_cast<std::int64_t>(tokens.size()) > cache.capacity)
-      throw UsageError("context full: " + std::to_string(pos) + " + " + std::to_string(tokens.size()) +
+  }
+  void check_room(std::size_t seq, std::size_t n) const {
+    const model::KVCache& cache = caches[seq];
+    if (!cache.rolling && pos[seq] + static_cast<std::int64_t>(n) > cache.capacity)
+      throw UsageError("context full: " + std::to_string(pos[seq]) + " + " + std::to_string(n) +
                        " tokens exceed the context of " + std::to_string(cache.capacity) + " positions");
   }
 
   // NaN/Inf weights (a corrupt or badly converted checkpoint) make every later logit NaN and the
-  // sampler would quietly emit garbage; one pass over vocab floats per step is cheap next to the
+  // sampler would quietly emit garbage; one pass over vocab floats per row is cheap next to the
   // forward pass, so the step fails instead, naming the model.
-  void check_finite(int rows) const {
-    const std::size_t n = static_cast<std::size_t>(rows) * static_cast<std::size_t>(config().vocab_size);
+  void check_finite(int rows, std::int64_t position) const {
+    const std::size_t n = static_cast<std::size_t>(rows) * vocab();
     const float* l = state.logits.data();
     for (std::size_t i = 0; i < n; ++i) {
       if (!std::isfinite(l[i])) {
         throw InputError(model->info().source + ": the forward pass produced a non-finite logit (" +
-                         (std::isnan(l[i]) ? "NaN" : "Inf") + ") at position " + std::to_string(pos - 1) +
+                         (std::isnan(l[i]) ? "NaN" : "Inf") + ") at position " + std::to_string(position) +
                          "; the weights contain NaN/Inf values or overflow, so the output would be garbage");
       }
     }
   }
 
-  // Runs tokens in blocks; calls sink(first_token_index, rows) after each block's logits.
+  // Runs one sequence's tokens in blocks; calls sink(first_token_index, rows) after each block.
   template <class Sink>
-  void run(std::span<const std::int32_t> tokens, bool all_logits, Sink&& sink) {
-    check(tokens);
+  void run(std::size_t seq, std::span<const std::int32_t> tokens, bool all_logits, Sink&& sink) {
+    if (tokens.empty()) throw UsageError("no tokens to process (empty prompt)");
+    check_ids(tokens);
+    check_room(seq, tokens.size());
     const auto& m = model->impl().loaded;
     for (std::size_t b = 0; b < tokens.size(); b += static_cast<std::size_t>(state.max_block)) {
       const int n = static_cast<int>(std::min<std::size_t>(state.max_block, tokens.size() - b));
-      model::forward_block(m.config, m.weights, *exec, cache, state, tokens.data() + b, n, pos, all_logits);
-      pos += n;
-      check_finite(all_logits ? n : 1);
+      model::forward_block(m.config, m.weights, *exec, caches[seq], state, tokens.data() + b, n, pos[seq], all_logits);
+      pos[seq] += n;
+      check_finite(all_logits ? n : 1, pos[seq] - 1);
       sink(b, n);
     }
   }
+
+  // One token for each of the given sequences, in one forward pass; logits row i is seqs[i]'s.
+  void step(std::span<const int> seqs, std::span<const std::int32_t> tokens) {
+    runs.clear();
+    for (std::size_t i = 0; i < seqs.size(); ++i) {
+      const auto q = static_cast<std::size_t>(seqs[i]);
+      runs.push_back({.cache = &caches[q], .first_row = static_cast<int>(i), .n_rows = 1, .pos0 = pos[q]});
+    }
+    const auto& m = model->impl().loaded;
+    model::forward_runs(m.config, m.weights, *exec, runs, state, tokens.data(), static_cast<int>(tokens.size()), false);
+    for (int q : seqs) ++pos[static_cast<std::size_t>(q)];
+    check_finite(static_cast<int>(seqs.size()), pos[static_cast<std::size_t>(seqs[0])] - 1);
+  }
+};
+
+struct Session::Impl {
+  explicit Impl(SequenceSet s) : set(std::move(s)) {}
+  SequenceSet set;
 };
 
 Session::Session(std::shared_ptr<const Model> model, Context& context, const SessionOptions& options)
-    : impl_(std::make_unique<Impl>()) {
-  if (!model) throw UsageError("Session: model is null");
-  if (options.block_size <= 0) throw UsageError("block_size must be positive, got " + std::to_string(options.block_size));
-  if (options.context < 0) throw UsageError("context must not be negative, got " + std::to_string(options.context));
-  const auto& c = model->impl().loaded.config;
-  // Like llama.cpp, a default context of at most 4096 positions keeps the KV cache of a
-  // 32k-context model from taking gigabytes nobody asked for.
-  constexpr int kDefaultContext = 4096;
-  const int ctx_len = options.context > 0 ? options.context : std::clamp(c.max_position, 1, kDefaultContext);
-  // An absurd context or block size would otherwise end in a multi-terabyte allocation that the
-  // kernel answers with the OOM killer (a signal, no message); refuse what cannot fit in RAM.
-  {
-    const bool rolling = c.sliding_window > 0 && c.sliding_window < ctx_len;
-    const double slots = rolling ? c.sliding_window : ctx_len, block = options.block_size;
-    const double floats = 2.0 * c.n_layers * slots * c.kv_dim() +
-                          (context.threads() + 1.0) * (c.n_heads / c.n_kv_heads) * (slots + block) +
-                          block * (2.0 * c.dim + 2.0 * c.q_dim() + 2.0 * c.kv_dim() + c.hidden_dim + c.vocab_size);
-    const double need = 4.0 * floats;
-    const double have = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGESIZE));
-    if (have > 0 && need > have) {
-      char text[400];
-      std::snprintf(text, sizeof text, "a context of %d positions with blocks of %d tokens needs %.1f GB for the KV cache "
-                    "and activations, more than this machine's %.1f GB of memory (lower -c/--context)",
-                    ctx_len, options.block_size, need / 1e9, have / 1e9);
-      throw UsageError(model->info().source + ": " + text);
-    }
-  }
-  impl_->model = std::move(model);
-  impl_->exec = &context.impl().exec;
-  impl_->cache = model::KVCache(c, ctx_len);
-  impl_->state = model::ForwardState(c, options.block_size, impl_->cache.capacity, context.threads());
-}
+    : impl_(std::make_unique<Impl>(SequenceSet(std::move(model), context, options.context, options.block_size, 1))) {}
 
 Session::~Session() = default;
 
 std::span<const float> Session::prefill(std::span<const std::int32_t> tokens) {
-  impl_->run(tokens, false, [](std::size_t, int) {});
-  return {impl_->state.logits.data(), static_cast<std::size_t>(impl_->config().vocab_size)};
+  impl_->set.run(0, tokens, false, [](std::size_t, int) {});
+  return {impl_->set.state.logits.data(), impl_->set.vocab()};
 }
 
 std::span<const float> Session::decode(std::int32_t token) { return prefill({&token, 1}); }
 
 void Session::score(std::span<const std::int32_t> tokens, std::span<float> out) {
-  const auto vocab = static_cast<std::size_t>(impl_->config().vocab_size);
+  const std::size_t vocab = impl_->set.vocab();
   if (out.size() != tokens.size() * vocab)
     throw UsageError("score: output holds " + std::to_string(out.size()) + " floats, need " +
                      std::to_string(tokens.size() * vocab));
-  impl_->run(tokens, true, [&](std::size_t first, int n) {
-    std::copy_n(impl_->state.logits.data(), static_cast<std::size_t>(n) * vocab, out.data() + first * vocab);
+  impl_->set.run(0, tokens, true, [&](std::size_t first, int n) {
+    std::copy_n(impl_->set.state.logits.data(), static_cast<std::size_t>(n) * vocab, out.data() + first * vocab);
   });
 }
 
-void Session::reset() noexcept { impl_->pos = 0; }
-std::int64_t Session::position() const noexcept { return impl_->pos; }
+void Session::reset() noexcept { impl_->set.pos[0] = 0; }
+std::int64_t Session::position() const noexcept { return impl_->set.pos[0]; }
 std::optional<std::int64_t> Session::context_limit() const noexcept {
-  if (impl_->cache.rolling) return std::nullopt;
-  return impl_->cache.capacity;
+  if (impl_->set.caches[0].rolling) return std::nullopt;
+  return impl_->set.caches[0].capacity;
 }
-const Model& Session::model() const noexcept { return *impl_->model; }
+const Model& Session::model() const noexcept { return *impl_->set.model; }
+
+struct BatchSession::Impl {
+  Impl(SequenceSet s, int n) : set(std::move(s)), open(static_cast<std::size_t>(n), false), seen(static_cast<std::size_t>(n), false) {}
+  SequenceSet set;
+  std::vector<bool> open;
+  std::vector<bool> seen;  // scratch for decode's duplicate check
+
+  void check_open(int seq) const {
+    if (seq < 0 || seq >= static_cast<int>(open.size()) || !open[static_cast<std::size_t>(seq)])
+      throw UsageError("sequence " + std::to_string(seq) + " is not open in this batch");
+  }
+};
+
+BatchSession::BatchSession(std::shared_ptr<const Model> model, Context& context, const BatchOptions& options) {
+  if (options.max_sequences <= 0)
+    throw UsageError("max_sequences must be positive, got " + std::to_string(options.max_sequences));
+  impl_ = std::make_unique<Impl>(
+      SequenceSet(std::move(model), context, options.context, options.block_size, options.max_sequences),
+      options.max_sequences);
+}
+
+BatchSession::~BatchSession() = default;
+
+int BatchSession::open() {
+  for (std::size_t i = 0; i < impl_->open.size(); ++i) {
+    if (!impl_->open[i]) {
+      impl_->open[i] = true;
+      impl_->set.pos[i] = 0;
+      return static_cast<int>(i);
+    }
+  }
+  throw UsageError("all " + std::to_string(impl_->open.size()) + " sequences of the batch are in use");
+}
+
+void BatchSession::close(int seq) {
+  impl_->check_open(seq);
+  impl_->open[static_cast<std::size_t>(seq)] = false;
+}
+
+std::span<const float> BatchSession::prefill(int seq, std::span<const std::int32_t> tokens) {
+  impl_->check_open(seq);
+  impl_->set.run(static_cast<std::size_t>(seq), tokens, false, [](std::size_t, int) {});
+  return {impl_->set.state.logits.data(), impl_->set.vocab()};
+}
+
+std::span<const float> BatchSession::decode(std::span<const int> seqs, std::span<const std::int32_t> tokens) {
+  if (seqs.empty()) throw UsageError("decode: no sequences given");
+  if (seqs.size() != tokens.size())
+    throw UsageError("decode: " + std::to_string(seqs.size()) + " sequences but " + std::to_string(tokens.size()) +
+                     " tokens");
+  Impl& m = *impl_;
+  for (int q : seqs) m.check_open(q);
+  std::fill(m.seen.begin(), m.seen.end(), false);
+  for (int q : seqs) {
+    if (m.seen[static_cast<std::size_t>(q)]) throw UsageError("decode: sequence " + std::to_string(q) + " given twice");
+    m.seen[static_cast<std::size_t>(q)] = true;
+    m.set.check_room(static_cast<std::size_t>(q), 1);
+  }
+  m.set.check_ids(tokens);
+  m.set.step(seqs, tokens);
+  return {m.set.state.logits.data(), seqs.size() * m.set.vocab()};
+}
+
+std::int64_t BatchSession::position(int seq) const {
+  impl_->check_open(seq);
+  return impl_->set.pos[static_cast<std::size_t>(seq)];
+}
+
+std::optional<std::int64_t> BatchSession::context_limit() const noexcept {
+  if (impl_->set.caches[0].rolling) return std::nullopt;
+  return impl_->set.caches[0].capacity;
+}
+
+int BatchSession::max_sequences() const noexcept { return static_cast<int>(impl_->open.size()); }
+const Model& BatchSession::model() const noexcept { return *impl_->set.model; }
 
 }  // namespace weft

@@ -2,6 +2,7 @@
 // The Mistral forward pass: one free function whose layer loop reads top to bottom, over a
 // block of tokens (a prompt chunk in prefill, one token in decode).
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "core/aligned_buffer.hpp"
@@ -25,6 +26,8 @@ struct KVCache {
   KVCache(const MistralConfig& c, int context);
   float* k_at(int layer, int slot) noexcept { return k.data() + (static_cast<std::size_t>(layer) * capacity + slot) * kv_dim; }
   float* v_at(int layer, int slot) noexcept { return v.data() + (static_cast<std::size_t>(layer) * capacity + slot) * kv_dim; }
+  const float* k_at(int layer, int slot) const noexcept { return k.data() + (static_cast<std::size_t>(layer) * capacity + slot) * kv_dim; }
+  const float* v_at(int layer, int slot) const noexcept { return v.data() + (static_cast<std::size_t>(layer) * capacity + slot) * kv_dim; }
 };
 
 // Activations for blocks of up to max_block tokens, allocated once per session so that
@@ -37,15 +40,39 @@ struct ForwardState {
   AlignedBuffer<float> scores;                        // [thread slot][group][window + block]
   int scores_stride = 0;
   AlignedBuffer<float> logits;                        // [block][vocab]
+  // Inputs quantized once per token for the integer kernels of quantized weights: one buffer
+  // per activation format (32-element blocks for Q8_0/Q4_0 weights, 256-element blocks for the
+  // k-quants), so q, k and v of different quantized types can share one parallel region.
+  AlignedBuffer<std::byte> xq_32, xq_256;             // [block][act_bytes(...)]
+  AlignedBuffer<std::int32_t> row_run;                // [block]: which run of the block each row belongs to
 
   ForwardState() = default;
   ForwardState(const MistralConfig& c, int max_block, int cache_capacity, int threads);
 };
 
-// Runs tokens[0..n) at positions pos0..pos0+n-1 through the model, appending their keys and
-// values to the cache. n <= state.max_block. Writes logits to state.logits: for every token
-// when all_logits, else only for the last one (row 0). Positions must be within the cache's
-// reach (checked by the caller).
+// Consecutive tokens of one sequence inside a block: rows [first_row, first_row + n_rows) of the
+// block are that sequence's positions pos0, pos0 + 1, ..., and their keys and values go to
+// `cache`. A block holds one run (a prompt chunk, one decode step) or several (one token of each
+// of several sequences decoded together, or prompt chunks of several sequences).
+struct SequenceRun {
+  KVCache* cache = nullptr;
+  int first_row = 0;
+  int n_rows = 0;
+  std::int64_t pos0 = 0;
+};
+
+// Runs tokens[0..n) through the model as the given runs (which cover rows 0..n-1 in order, no
+// gaps; every cache with the capacity `s` was sized for), appending keys and values to each
+// run's cache. n <= state.max_block. Each sequence's attention sees only its own cache: the
+// matrix products are shared, so n sequences cost about one pass over the weights. Writes logits
+// to state.logits: for every row when all_logits, else one row per run (its last token), in run
+// order. Positions must be within each cache's reach (checked by the caller).
+void forward_runs(const MistralConfig& c, const MistralWeights& w, par::ExecContext& ctx,
+                  std::span<const SequenceRun> runs, ForwardState& s, const std::int32_t* tokens, int n,
+                  bool all_logits) noexcept;
+
+// forward_runs() with one run: tokens[0..n) at positions pos0..pos0+n-1 of one sequence; logits
+// for every token when all_logits, else only for the last one (row 0).
 void forward_block(const MistralConfig& c, const MistralWeights& w, par::ExecContext& ctx, KVCache& cache,
                    ForwardState& s, const std::int32_t* tokens, int n, std::int64_t pos0, bool all_logits) noexcept;
 

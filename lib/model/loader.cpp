@@ -6,14 +6,17 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <set>
 #include <sstream>
 
 #include "core/aligned_buffer.hpp"
 #include "core/mapped_file.hpp"
+#include "io/gguf.hpp"
 #include "io/llama2c.hpp"
 #include "io/safetensors.hpp"
 #include "io/weight_names.hpp"
+#include "model/gguf_model.hpp"
 #include "model/weights.hpp"
 #include "weft/error.hpp"
 
@@ -27,6 +30,7 @@ namespace {
 struct Storage {
   std::optional<io::SafetensorsSet> safetensors;
   std::optional<io::Llama2cCheckpoint> llama2c;
+  std::optional<io::GgufFile> gguf;
   std::vector<AlignedBuffer<std::byte>> owned;
   struct Free {
     void operator()(std::byte* p) const noexcept { std::free(p); }
@@ -123,16 +127,13 @@ bool is_norm(WeightRole role) {
 
 // llama2.c (and llama.cpp's GGUF converter) order q/k rows so that adjacent pairs rotate;
 // weft uses HF's rotate_half, where row i pairs with row i + head_dim/2.
+// Whole rows move, so quantized rows (GGUF) work too.
 TensorView unpermute_rope_rows(const TensorView& w, int n_heads, int head_dim, Storage& st) {
   const std::size_t rb = w.row_bytes();
+  const std::int64_t rows = static_cast<std::int64_t>(n_heads) * head_dim;
   AlignedBuffer<std::byte> buf(rb * static_cast<std::size_t>(w.rows));
-  const int half = head_dim / 2;
-  for (int h = 0; h < n_heads; ++h)
-    for (int i = 0; i < half; ++i) {
-      const std::int64_t base = static_cast<std::int64_t>(h) * head_dim;
-      std::memcpy(buf.data() + (base + i) * rb, w.row(base + 2 * i), rb);
-      std::memcpy(buf.data() + (base + half + i) * rb, w.row(base + 2 * i + 1), rb);
-    }
+  reorder_rope_rows(static_cast<const std::byte*>(w.data), buf.data(), std::min(rows, w.rows), rb, head_dim,
+                    RopeRowOrder::HalfSplit);
   TensorView out = w;
   out.data = buf.data();
   st.owned.push_back(std::move(buf));
@@ -215,6 +216,57 @@ void load_llama2c(const std::string& path, LoadedModel& m, Storage& st) {
   m.format = "llama2c";
 }
 
+// A GGUF file (llama.cpp's format): config and tokenizer from its metadata, weights as views in
+// their stored dtype (quantized ones included), q/k rows back from llama.cpp's interleaved order.
+void load_gguf(const std::string& path, bool want_tokenizer, LoadedModel& m, Storage& st) {
+  st.gguf.emplace(path);
+  const io::GgufFile& f = *st.gguf;
+  m.config = config_from_gguf(f);
+  const MistralConfig& c = m.config;
+  m.weights.layers.resize(static_cast<std::size_t>(c.n_layers));
+  std::set<std::string> used;
+  for (const auto& n : io::weight_names()) {
+    const int layers = n.per_layer ? c.n_layers : 1;
+    for (int l = 0; l < layers; ++l) {
+      const std::string name = n.per_layer ? io::layer_name(n.gguf, l) : std::string(n.gguf);
+      const io::GgufTensor* t = f.find_tensor(name);
+      if (t == nullptr) {
+        if (n.required) throw InputError(path + ": tensor " + name + " is missing");
+        continue;
+      }
+      used.insert(name);
+      const auto want = expected_shape(c, n.role);
+      if (t->shape != want)
+        throw InputError(path + ": tensor " + name + " has shape " + shape_str(t->shape) + ", expected " +
+                         shape_str(want) + " from the metadata (" + gguf_shape_keys(n.role) + ")");
+      TensorView v = view_of(t->data.data(), t->dtype, t->shape);
+      if (n.role == WeightRole::Wq) v = unpermute_rope_rows(v, c.n_heads, c.head_dim, st);
+      if (n.role == WeightRole::Wk) v = unpermute_rope_rows(v, c.n_kv_heads, c.head_dim, st);
+      if (is_norm(n.role)) {
+        if (dtype_is_quantized(t->dtype))
+          throw InputError(path + ": tensor " + name + " is " + std::string(dtype_name(t->dtype)) +
+                           "; norm weights must be F32, F16 or BF16");
+        check_finite_norm(v, path, name);
+      }
+      slot(m.weights, n.role, n.per_layer ? l : -1) = v;
+    }
+  }
+  for (const io::GgufTensor& t : f.tensors())
+    if (!used.count(t.name)) throw InputError(path + ": unknown tensor " + t.name);
+  if (m.weights.lm_head.empty()) m.weights.lm_head = m.weights.embedding;  // tied
+  m.format = "gguf";
+  if (want_tokenizer && gguf_has_tokenizer(f))
+    m.tokenizer = std::make_shared<const tok::Tokenizer>(tokenizer_from_gguf(f));
+}
+
+// A GGUF by name, or by its first four bytes.
+bool is_gguf_path(const std::string& path) {
+  if (path.ends_with(".gguf")) return true;
+  std::ifstream in(path, std::ios::binary);
+  char magic[4] = {};
+  return in.read(magic, 4) && std::memcmp(magic, "GGUF", 4) == 0;
+}
+
 }  // namespace
 
 LoadedModel load_model(const std::string& path, const std::string& tokenizer_path, bool use_mmap) {
@@ -225,10 +277,12 @@ LoadedModel load_model(const std::string& path, const std::string& tokenizer_pat
   if (!fs::exists(path, ec)) throw InputError(path + ": no such file or directory");
   if (fs::is_directory(path, ec)) {
     load_safetensors_dir(path, m, *st);
+  } else if (is_gguf_path(path)) {
+    load_gguf(path, tokenizer_path.empty(), m, *st);
   } else if (path.ends_with(".bin")) {
     load_llama2c(path, m, *st);
   } else {
-    throw InputError(path + ": not a model (expected a Hugging Face directory or a llama2.c .bin)");
+    throw InputError(path + ": not a model (expected a Hugging Face directory, a .gguf or a llama2.c .bin)");
   }
   if (!tokenizer_path.empty()) {
     if (fs::is_directory(tokenizer_path, ec)) throw InputError(tokenizer_path + ": is a directory, expected a tokenizer file");

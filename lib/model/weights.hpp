@@ -34,15 +34,16 @@ struct MistralWeights {
 // A loaded checkpoint: immutable, shared by every session that runs it.
 struct LoadedModel {
   std::string source;  // the path it was loaded from
-  std::string format;  // "safetensors" or "llama2c"
+  std::string format;  // "safetensors", "gguf" or "llama2c"
   MistralConfig config;
   MistralWeights weights;
   std::shared_ptr<const tok::Tokenizer> tokenizer;  // null when the checkpoint has none
   std::shared_ptr<void> storage;  // owns the mappings and converted tensors the views point into
 };
 
-// Loads a Hugging Face directory (config.json + safetensors, tokenizer.model when present) or a
-// llama2.c .bin. tokenizer_path overrides or supplies the tokenizer (tokenizer.model or a
+// Loads a Hugging Face directory (config.json + safetensors, tokenizer.model when present), a
+// GGUF file (by its .gguf suffix or its magic; config and tokenizer from its metadata, weights in
+// their stored dtype, quantized ones included; model/gguf_model.hpp) or a llama2.c .bin. tokenizer_path overrides or supplies the tokenizer (tokenizer.model or a
 // llama2.c tokenizer.bin); empty means "whatever the checkpoint has". Throws InputError naming
 // the file and tensor for anything missing, unknown or of the wrong shape. use_mmap false copies
 // the weight matrices into anonymous huge-page memory (faster decode, slower load).

@@ -191,3 +191,75 @@ texts = ["Once upon a time, there was a little girl named Lily.", "Hello world",
 for i, t in enumerate(texts):
     put("encode", "text-%d" % i, bytes([i % 4 | (0x80 if i % 2 else 0)]) + t.encode())
 put("encode", "invalid-utf8", b"\x01\xff\xfe\xc3(\xe2\x82\xf0\x9f\x99")
+
+# --- GGUF ------------------------------------------------------------------------------------
+GG_U8, GG_I8, GG_U16, GG_I16, GG_U32, GG_I32, GG_F32, GG_BOOL, GG_STR, GG_ARR, GG_U64, GG_I64, GG_F64 = range(13)
+GG_FMT = {GG_U8: "<B", GG_I8: "<b", GG_U16: "<H", GG_I16: "<h", GG_U32: "<I", GG_I32: "<i", GG_F32: "<f",
+          GG_BOOL: "<?", GG_U64: "<Q", GG_I64: "<q", GG_F64: "<d"}
+
+
+def gg_str(s):
+    raw = s.encode() if isinstance(s, str) else s
+    return struct.pack("<Q", len(raw)) + raw
+
+
+def gg_val(t, v):
+    if t == GG_STR:
+        return gg_str(v)
+    if t == GG_ARR:
+        et, items = v
+        return struct.pack("<IQ", et, len(items)) + b"".join(gg_val(et, x) for x in items)
+    return struct.pack(GG_FMT[t], v)
+
+
+def gguf(kvs, tensors, version=3, align=32):
+    """kvs: [(key, type, value)]; tensors: [(name, ne (innermost first), ggml type, bytes)]."""
+    out = b"GGUF" + struct.pack("<IQQ", version, len(tensors), len(kvs))
+    for k, t, v in kvs:
+        out += gg_str(k) + struct.pack("<I", t) + gg_val(t, v)
+    data, offsets = b"", []
+    for name, ne, t, raw in tensors:
+        offsets.append(len(data))
+        data += raw + b"\0" * (-len(raw) % align)
+    for (name, ne, t, raw), off in zip(tensors, offsets):
+        out += gg_str(name) + struct.pack("<I", len(ne)) + b"".join(struct.pack("<Q", d) for d in ne)
+        out += struct.pack("<IQ", t, off)
+    return out + b"\0" * (-len(out) % align) + data
+
+
+def f32s(n, scale=0.1):
+    return b"".join(struct.pack("<f", (((i * 37) % 19) - 9) * scale) for i in range(n))
+
+
+# A complete llama model: dim 4, 2 heads, 1 KV head, hidden 6, 1 layer, 6 tokens, tied output.
+vocab = ["<unk>", "<s>", "</s>", "\u2581a", "b", "\u2581ab"]
+llama_kvs = [("general.architecture", GG_STR, "llama"), ("llama.context_length", GG_U32, 16),
+             ("llama.embedding_length", GG_U32, 4), ("llama.block_count", GG_U32, 1),
+             ("llama.feed_forward_length", GG_U32, 6), ("llama.attention.head_count", GG_U32, 2),
+             ("llama.attention.head_count_kv", GG_U32, 1), ("llama.rope.dimension_count", GG_U32, 2),
+             ("llama.rope.freq_base", GG_F32, 10000.0), ("llama.attention.layer_norm_rms_epsilon", GG_F32, 1e-5),
+             ("llama.attention.sliding_window", GG_U32, 4),
+             ("tokenizer.ggml.model", GG_STR, "llama"), ("tokenizer.ggml.tokens", GG_ARR, (GG_STR, vocab)),
+             ("tokenizer.ggml.scores", GG_ARR, (GG_F32, [0.0, 0.0, 0.0, -1.0, -2.0, -3.0])),
+             ("tokenizer.ggml.token_type", GG_ARR, (GG_I32, [2, 3, 3, 1, 1, 1])),
+             ("tokenizer.ggml.bos_token_id", GG_U32, 1), ("tokenizer.ggml.eos_token_id", GG_U32, 2),
+             ("tokenizer.ggml.add_bos_token", GG_BOOL, True)]
+llama_tensors = [("token_embd.weight", [4, 6], 0, f32s(24)), ("blk.0.attn_norm.weight", [4], 0, f32s(4, 0.05)),
+                 ("blk.0.attn_q.weight", [4, 4], 0, f32s(16)), ("blk.0.attn_k.weight", [4, 2], 0, f32s(8)),
+                 ("blk.0.attn_v.weight", [4, 2], 0, f32s(8)), ("blk.0.attn_output.weight", [4, 4], 0, f32s(16)),
+                 ("blk.0.ffn_norm.weight", [4], 0, f32s(4, 0.05)), ("blk.0.ffn_gate.weight", [4, 6], 0, f32s(24)),
+                 ("blk.0.ffn_up.weight", [4, 6], 0, f32s(24)), ("blk.0.ffn_down.weight", [6, 4], 0, f32s(24)),
+                 ("output_norm.weight", [4], 0, f32s(4, 0.05))]
+put("gguf", "synthetic-llama", gguf(llama_kvs, llama_tensors))
+put("gguf", "synthetic-llama-v2-align64", gguf(llama_kvs + [("general.alignment", GG_U32, 64)], llama_tensors, 2, 64))
+put("gguf", "synthetic-all-types", gguf(
+    [("u8", GG_U8, 1), ("i8", GG_I8, -1), ("u16", GG_U16, 2), ("i16", GG_I16, -2), ("u32", GG_U32, 3),
+     ("i32", GG_I32, -3), ("f32", GG_F32, 0.5), ("bool", GG_BOOL, True), ("str", GG_STR, "x"),
+     ("arr", GG_ARR, (GG_ARR, [(GG_STR, ["a", "bc"]), (GG_U64, [1, 2])])), ("u64", GG_U64, 4), ("i64", GG_I64, -4),
+     ("f64", GG_F64, 0.25)],
+    [("q8", [32, 2], 8, (b"\x00\x3c" + bytes(range(32))) * 2), ("q4k", [256], 12, bytes(144)),
+     ("q6k", [256], 14, bytes(210)), ("bf16", [3], 30, b"\x80\x3f" * 3), ("f16", [2], 1, b"\x00\x3c" * 2),
+     ("q40", [32], 2, bytes(18))]))
+if shared("stories260K.gguf"):
+    raw = open(shared("stories260K.gguf"), "rb").read()
+    put("gguf", "stories260K-head", raw[:16384])
