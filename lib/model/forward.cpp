@@ -177,7 +177,7 @@ void gate_up(par::ExecContext& ctx, ForwardState& s, const TensorView& gate, con
 
 void forward_runs(const MistralConfig& c, const MistralWeights& w, par::ExecContext& ctx,
                   std::span<const SequenceRun> runs, ForwardState& s, const std::int32_t* tokens, int n,
-                  bool all_logits) noexcept {
+                  bool all_logits, const ForwardOptions& options) noexcept {
   const int dim = c.dim, hd = c.head_dim, half = hd / 2, q_dim = c.q_dim(), kv_dim = c.kv_dim();
   float* x = s.x.data();
 
@@ -196,7 +196,11 @@ void forward_runs(const MistralConfig& c, const MistralWeights& w, par::ExecCont
     const std::int64_t end = run.pos0 + run.n_rows;
     keys = std::max(keys, c.sliding_window > 0 ? std::min<std::int64_t>(c.sliding_window, end) : end);
   }
-  for (int t = 0; t < n; ++t) k::embedding_row(w.embedding, tokens[t], x + static_cast<std::size_t>(t) * dim);
+  if (options.embed)
+    for (int t = 0; t < n; ++t) k::embedding_row(w.embedding, tokens[t], x + static_cast<std::size_t>(t) * dim);
+  const auto reduce = [&](float* data) {
+    if (options.all_reduce) options.all_reduce(options.all_reduce_ctx, data, static_cast<std::size_t>(n) * dim);
+  };
 
   for (int l = 0; l < c.n_layers; ++l) {
     const LayerWeights& L = w.layers[l];
@@ -229,16 +233,19 @@ void forward_runs(const MistralConfig& c, const MistralWeights& w, par::ExecCont
       }
     }
     linear(ctx, s, L.wo, s.att.data(), n, s.xb.data());
+    reduce(s.xb.data());
     for (std::size_t i = 0; i < static_cast<std::size_t>(n) * dim; ++i) x[i] += s.xb[i];
 
     // MLP block: rmsnorm -> gate, up -> silu(gate) * up -> down -> residual.
     for (int t = 0; t < n; ++t) k::rmsnorm(x + t * dim, L.ffn_norm, c.norm_eps, s.xb.data() + t * dim);
     gate_up(ctx, s, L.w_gate, L.w_up, s.xb.data(), n, s.hb.data());
     linear(ctx, s, L.w_down, s.hb.data(), n, s.xb.data());
+    reduce(s.xb.data());
     for (std::size_t i = 0; i < static_cast<std::size_t>(n) * dim; ++i) x[i] += s.xb[i];
   }
 
   // Final norm and lm_head, for every row or only the last row of each run.
+  if (!options.head) return;
   int rows = 0;
   if (all_logits) {
     for (int t = 0; t < n; ++t) k::rmsnorm(x + t * dim, w.final_norm, c.norm_eps, s.xb.data() + t * dim);

@@ -61,6 +61,21 @@ struct SequenceRun {
   std::int64_t pos0 = 0;
 };
 
+// How a forward pass fits into a parallel model. The defaults run the whole model on one rank.
+// A pipeline stage holds a contiguous range of layers (its MistralWeights and MistralConfig list only
+// those): the first stage embeds, the last computes logits, and the hidden states travel between
+// stages in ForwardState::x. A tensor-parallel rank runs the same pass with its shard of every
+// matrix (a config with its local head counts, hidden width and lm_head rows) and sums the
+// row-parallel partial outputs (o-proj, down) across ranks with all_reduce.
+struct ForwardOptions {
+  bool embed = true;  // start from the token embeddings; false: from the hidden states already in s.x
+  bool head = true;   // end with the final norm and lm_head; false: leave the hidden states in s.x
+  // When set, called on the o-proj and down outputs ([n][dim] floats) before the residual add;
+  // must leave in data the sum of every rank's data. ctx is all_reduce_ctx.
+  void (*all_reduce)(void* ctx, float* data, std::size_t n) noexcept = nullptr;
+  void* all_reduce_ctx = nullptr;
+};
+
 // Runs tokens[0..n) through the model as the given runs (which cover rows 0..n-1 in order, no
 // gaps; every cache with the capacity `s` was sized for), appending keys and values to each
 // run's cache. n <= state.max_block. Each sequence's attention sees only its own cache: the
@@ -69,7 +84,7 @@ struct SequenceRun {
 // order. Positions must be within each cache's reach (checked by the caller).
 void forward_runs(const MistralConfig& c, const MistralWeights& w, par::ExecContext& ctx,
                   std::span<const SequenceRun> runs, ForwardState& s, const std::int32_t* tokens, int n,
-                  bool all_logits) noexcept;
+                  bool all_logits, const ForwardOptions& options = {}) noexcept;
 
 // forward_runs() with one run: tokens[0..n) at positions pos0..pos0+n-1 of one sequence; logits
 // for every token when all_logits, else only for the last one (row 0).
