@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 #include "testing.hpp"
 
@@ -195,4 +196,51 @@ TEST_CASE("topo: this machine, a synthetic two-socket machine with ranks, and ba
   CHECK(too_many.code == 1);
   CHECK(too_many.err.find("3 ranks") != std::string::npos);
   CHECK(run(weft_bin() + " topo --tp 0").code == 1);
+}
+
+TEST_CASE("generate --prompts-file: each prompt's text equals a run of that prompt alone, with and without --pp 2") {
+  if (!weft::testing::have_shared()) {
+    MESSAGE("SKIP: ../shared not found; this case needs its models");
+    return;
+  }
+  const std::string tok = (shared_dir() / "models" / "tok512.bin").string();
+  const std::vector<std::string> prompts = {"Once upon a time", "The cat sat on the mat", "Lily", "One day, Tom and Sam went"};
+  const fs::path file = fs::temp_directory_path() / ("weft_cli_prompts_" + std::to_string(::getpid()));
+  {
+    std::ofstream out(file);
+    for (const auto& p : prompts) out << p << "\n\n";  // blank lines are skipped
+  }
+  for (const std::string& model : {(shared_dir() / "models" / "stories260K.bin").string(),
+                                  (shared_dir() / "models" / "tiny-mistral").string()}) {
+    CAPTURE(model);
+    const std::string base = weft_bin() + " generate -m " + model + " -z " + tok + " -n 24 --temp 0 -t 2";
+    std::string alone;
+    for (const auto& p : prompts) {
+      const Result r = run(base + " -p '" + p + "'");
+      REQUIRE(r.code == 0);
+      alone += r.out;
+    }
+    for (const char* extra : {" --batch 3", " --batch 3 --pp 2", " --batch 1", " --batch 4 --pp 3 --micro-batches 2"}) {
+      CAPTURE(extra);
+      const Result r = run(base + " --prompts-file " + file.string() + extra);
+      REQUIRE(r.code == 0);
+      CHECK(r.out == alone);
+      CHECK(r.err.find("tokens/s over all sequences") != std::string::npos);
+    }
+    const Result j = run(base + " --prompts-file " + file.string() + " --json");
+    REQUIRE(j.code == 0);
+    std::istringstream lines(j.out);
+    std::string line;
+    int index = 0;
+    while (std::getline(lines, line)) {
+      CHECK(line.find("\"index\":" + std::to_string(index)) != std::string::npos);
+      CHECK(line.find("\"stop\":\"") != std::string::npos);
+      ++index;
+    }
+    CHECK(index == static_cast<int>(prompts.size()));
+  }
+  CHECK(run(weft_bin() + " generate -m " + default_model().string() + " -p hi --pp 2").code == 1);
+  const Result missing = run(weft_bin() + " generate -m " + default_model().string() + " --prompts-file /nonexistent/p.txt");
+  CHECK(missing.code != 0);
+  fs::remove(file);
 }

@@ -54,7 +54,7 @@ std::vector<int> parse_int_list(const std::string& s, const char* what) {
 Runner add_bench(CLI::App& app) {
   struct Args {
     std::string model, threads, batches;
-    int p = 128, n = 64, r = 3;
+    int p = 128, n = 64, r = 3, pp = 1, micro_batches = 4;
     bool json = false, membw = false, stats = false, no_mmap = false;
     std::size_t membw_bytes = std::size_t{1} << 30;
   };
@@ -68,6 +68,10 @@ Runner add_bench(CLI::App& app) {
   sub->add_option("-b,--batch", a->batches,
                   "also decode this many sequences together (comma-separated list): aggregate tokens/s of n steps")
       ->capture_default_str();
+  sub->add_option("--pp", a->pp, "with -b: pipeline stages (contiguous layer ranges, one rank each)")
+      ->check(CLI::Range(1, 1024))->capture_default_str();
+  sub->add_option("--micro-batches", a->micro_batches, "with --pp: micro-batches in flight")
+      ->check(CLI::Range(1, 1024))->capture_default_str();
   sub->add_flag("--json", a->json, "print one JSON document with every number and the configuration");
   sub->add_flag("--membw", a->membw, "measure the read bandwidth at each thread count and report % of it");
   sub->add_option("--membw-bytes", a->membw_bytes, "buffer size of the read test")->check(CLI::Range(1 << 21, 1 << 30 << 4));
@@ -87,7 +91,7 @@ Runner add_bench(CLI::App& app) {
                     {"vocab_size", info.vocab_size},   {"sliding_window", info.sliding_window},
                     {"weight_bytes", info.weight_bytes}, {"decode_bytes_per_token", info.decode_bytes}};
     const std::vector<int> batch_sizes = a->batches.empty() ? std::vector<int>{} : parse_int_list(a->batches, "--batch");
-    doc["config"] = {{"n_prompt", a->p}, {"batch", batch_sizes}, {"n_gen", a->n}, {"repetitions", a->r}, {"threads", thread_counts},
+    doc["config"] = {{"n_prompt", a->p}, {"batch", batch_sizes}, {"pipeline_stages", a->pp}, {"micro_batches", a->micro_batches}, {"n_gen", a->n}, {"repetitions", a->r}, {"threads", thread_counts},
                      {"membw", a->membw}, {"membw_bytes", a->membw_bytes}, {"mmap", !a->no_mmap}, {"load_seconds", load_seconds}, {"reference_kernels", std::getenv("WEFT_REFERENCE") != nullptr},
                      {"isa", std::getenv("WEFT_ISA") ? std::getenv("WEFT_ISA") : "auto"}};
     doc["results"] = nlohmann::ordered_json::array();
@@ -163,7 +167,8 @@ Runner add_bench(CLI::App& app) {
       // every sequence together. tokens/s counts all sequences; GB/s counts the weights once per step.
       for (int b : batch_sizes) {
         if (a->n <= 0) break;
-        BatchSession batch(model, ctx, {.max_sequences = b, .context = a->n + 17});
+        BatchSession batch(model, ctx, {.max_sequences = b, .context = a->n + 17, .pipeline_stages = a->pp,
+                                        .micro_batches = a->micro_batches});
         std::vector<int> seqs;
         for (int i = 0; i < b; ++i) seqs.push_back(batch.open());
         std::vector<double> agg;
@@ -184,14 +189,15 @@ Runner add_bench(CLI::App& app) {
         const Stat st = stat_of(agg);
         const double gbs = st.mean / b * static_cast<double>(info.decode_bytes) / 1e9;
         nlohmann::ordered_json row = {{"test", "tg" + std::to_string(a->n) + "x" + std::to_string(b)}, {"threads", threads},
-                                      {"sequences", b}, {"tokens", a->n}, {"tokens_per_s_mean", st.mean},
+                                      {"sequences", b}, {"pipeline_stages", a->pp}, {"tokens", a->n}, {"tokens_per_s_mean", st.mean},
                                       {"tokens_per_s_sd", st.sd}, {"samples", st.samples},
                                       {"tokens_per_s_per_sequence", st.mean / b}, {"weight_gbs", gbs}};
         if (roof > 0) row["read_bw_gbs"] = roof;
         doc["results"].push_back(row);
         if (!a->json)
-          std::printf("| %s | %s | %.2f | %d | tg%d x %d seq | %.2f ± %.2f | %.1f | |\n", info.source.c_str(),
-                      info.weight_dtype.c_str(), static_cast<double>(info.weight_bytes) / 1e9, threads, a->n, b, st.mean,
+          std::printf("| %s | %s | %.2f | %d | tg%d x %d seq%s | %.2f ± %.2f | %.1f | |\n", info.source.c_str(),
+                      info.weight_dtype.c_str(), static_cast<double>(info.weight_bytes) / 1e9, threads, a->n, b,
+                      a->pp > 1 ? (" pp" + std::to_string(a->pp)).c_str() : "", st.mean,
                       st.sd, gbs);
       }
       if (a->stats && !a->json) std::printf("\nwork stealing (%d threads): %s\n\n", threads, ctx.stats_text().c_str());

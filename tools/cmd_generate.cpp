@@ -14,7 +14,7 @@ namespace weft::cli {
 namespace {
 struct GenerateArgs {
   std::string model, tokenizer, prompt, prompts_file;
-  int n = 128, threads = 0, context = 0, batch = 8;
+  int n = 128, threads = 0, context = 0, batch = 8, pp = 1, micro_batches = 4;
   bool echo = false, no_mmap = false, json = false;
   SamplerOptions sampler;
   std::int64_t seed = -1;
@@ -46,7 +46,8 @@ int run_prompts_file(const GenerateArgs& a, const std::shared_ptr<const Model>& 
     const int max_pos = model->info().max_position > 0 ? model->info().max_position : 4096;
     context = static_cast<int>(std::clamp<std::int64_t>(want, 1, std::max(max_pos, 1)));
   }
-  BatchSession batch(model, ctx, {.max_sequences = std::min<int>(a.batch, static_cast<int>(prompts.size())), .context = context});
+  BatchSession batch(model, ctx, {.max_sequences = std::min<int>(a.batch, static_cast<int>(prompts.size())),
+                                  .context = context, .pipeline_stages = a.pp, .micro_batches = a.micro_batches});
   std::map<std::size_t, std::string> ready;  // finished out of order, waiting for earlier prompts
   std::size_t printed = 0;
   const BatchGenerateResult r = generate_batch(batch, prompts, opts, [&](std::size_t i, const std::string& text,
@@ -72,9 +73,9 @@ int run_prompts_file(const GenerateArgs& a, const std::shared_ptr<const Model>& 
     std::fflush(stdout);
   });
   std::fprintf(stderr,
-               "weft: %s, %d threads, %zu prompts in batches of %d: %lld tokens in %.1f ms (%.1f tokens/s over all "
-               "sequences, %lld batched decode steps)\n",
-               model->info().source.c_str(), ctx.threads(), prompts.size(), batch.max_sequences(),
+               "weft: %s, %d threads, %d pipeline stage(s), %zu prompts in batches of %d: %lld tokens in %.1f ms "
+               "(%.1f tokens/s over all sequences, %lld batched decode steps)\n",
+               model->info().source.c_str(), ctx.threads(), a.pp, prompts.size(), batch.max_sequences(),
                static_cast<long long>(r.generated), r.seconds * 1e3, r.seconds > 0 ? r.generated / r.seconds : 0.0,
                static_cast<long long>(r.decode_steps));
   return 0;
@@ -93,6 +94,10 @@ Runner add_generate(CLI::App& app) {
   sub->add_option("--batch", a->batch, "with --prompts-file: sequences decoded together")
       ->check(CLI::Range(1, 1024))->capture_default_str();
   sub->add_flag("--json", a->json, "with --prompts-file: one JSON object per prompt (index, prompt, text, ids, stop)");
+  sub->add_option("--pp", a->pp, "with --prompts-file: pipeline stages (contiguous layer ranges, one rank each)")
+      ->check(CLI::Range(1, 1024))->capture_default_str();
+  sub->add_option("--micro-batches", a->micro_batches, "with --pp: micro-batches in flight")
+      ->check(CLI::Range(1, 1024))->capture_default_str();
   sub->add_option("-n,--n-predict", a->n, "tokens to generate")->check(CLI::Range(0, 1 << 24))->capture_default_str();
   sub->add_option("-t,--threads", a->threads, "threads (0: all hardware threads)")->check(CLI::Range(0, 1024))->capture_default_str();
   sub->add_option("-c,--context", a->context, "context length in tokens (0: the model's)")->check(CLI::Range(0, 1 << 24));
@@ -114,6 +119,7 @@ Runner add_generate(CLI::App& app) {
     auto model = Model::load(a->model, {.tokenizer_path = a->tokenizer, .mmap = !a->no_mmap});
     Context ctx(a->threads);
     if (!a->prompts_file.empty()) return run_prompts_file(*a, model, ctx);
+    if (a->pp > 1) throw UsageError("generate: --pp needs --prompts-file (pipelining helps only many sequences)");
     Session session(model, ctx, {.context = a->context});
     GenerateOptions opts;
     opts.max_tokens = a->n;

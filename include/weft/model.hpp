@@ -114,6 +114,12 @@ struct BatchOptions {
   int max_sequences = 8;  // sequences open at once (each has its own KV cache)
   int context = 0;        // positions each sequence's KV cache holds; 0 as in SessionOptions
   int block_size = 64;    // prefill block; a decode step takes up to max(block_size, max_sequences) rows
+  // Pipeline parallelism: > 1 cuts the layers into this many contiguous stages, each a rank with
+  // its share of the context's threads, and decodes the sequences as micro_batches micro-batches
+  // in flight at once (stage k on one while stage k+1 runs the previous). Raises throughput only
+  // across memory domains; see docs/parallelism.md.
+  int pipeline_stages = 1;
+  int micro_batches = 4;
 };
 
 // Several sequences, each with its own KV cache and position, decoded together: one decode step

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "model/forward.hpp"
+#include "model/pipeline_model.hpp"
 #include "model/weights.hpp"
 #include "parallel/exec_context.hpp"
 #include "weft/error.hpp"
@@ -136,25 +137,50 @@ struct SequenceSet {
   std::vector<std::int64_t> pos;
   model::ForwardState state;
   std::vector<model::SequenceRun> runs;  // reserved once: decoding allocates nothing
+  // Pipeline parallelism (BatchOptions::pipeline_stages > 1): the stages own the KV caches, and
+  // logits land in pipeline_logits instead of state.logits.
+  std::unique_ptr<model::PipelineParallelMistral> pipeline;
+  std::vector<float> pipeline_logits;
+  std::vector<std::int64_t> step_positions;
 
-  SequenceSet(std::shared_ptr<const Model> m, Context& context, int context_positions, int block_size, int sequences) {
+  int capacity = 0;     // positions each sequence's KV cache holds
+  bool rolling = false;  // a sliding-window cache of `capacity` slots: unlimited positions
+
+  SequenceSet(std::shared_ptr<const Model> m, Context& context, int context_positions, int block_size, int sequences,
+              int pipeline_stages = 1, int micro_batches = 4) {
     if (!m) throw UsageError("Session: model is null");
     if (block_size <= 0) throw UsageError("block_size must be positive, got " + std::to_string(block_size));
+    if (pipeline_stages < 1) throw UsageError("pipeline_stages must be at least 1, got " + std::to_string(pipeline_stages));
     const auto& c = m->impl().loaded.config;
     const int ctx_len = context_length(c, context_positions);
     const int block = std::max(block_size, sequences);
     check_memory(*m, c, context.threads(), ctx_len, block, sequences);
     model = std::move(m);
     exec = &context.impl().exec;
+    rolling = c.sliding_window > 0 && c.sliding_window < ctx_len;
+    capacity = rolling ? c.sliding_window : ctx_len;
+    pos.assign(static_cast<std::size_t>(sequences), 0);
+    if (pipeline_stages > 1) {
+      // The stages own the KV caches and activations; logits land in pipeline_logits.
+      par::PipelineConfig pc;
+      pc.num_micro_batches = micro_batches;
+      pc.async_execution = true;
+      pipeline = std::make_unique<model::PipelineParallelMistral>(model->impl().loaded, pipeline_stages,
+                                                                  std::max(1, context.threads() / pipeline_stages), pc,
+                                                                  sequences, ctx_len, block);
+      pipeline_logits.resize(static_cast<std::size_t>(block) * vocab());
+      step_positions.reserve(static_cast<std::size_t>(sequences));
+      return;
+    }
     caches.reserve(static_cast<std::size_t>(sequences));
     for (int i = 0; i < sequences; ++i) caches.emplace_back(c, ctx_len);
-    pos.assign(static_cast<std::size_t>(sequences), 0);
-    state = model::ForwardState(c, block, caches.front().capacity, context.threads());
+    state = model::ForwardState(c, block, capacity, context.threads());
     runs.reserve(static_cast<std::size_t>(sequences));
   }
 
   const model::MistralConfig& config() const { return model->impl().loaded.config; }
   std::size_t vocab() const { return static_cast<std::size_t>(config().vocab_size); }
+  const float* logits() const { return pipeline ? pipeline_logits.data() : state.logits.data(); }
 
   void check_ids(std::span<const std::int32_t> tokens) const {
     for (std::int32_t id : tokens)
@@ -163,10 +189,9 @@ struct SequenceSet {
                          std::to_string(config().vocab_size) + ")");
   }
   void check_room(std::size_t seq, std::size_t n) const {
-    const model::KVCache& cache = caches[seq];
-    if (!cache.rolling && pos[seq] + static_cast<std::int64_t>(n) > cache.capacity)
+    if (!rolling && pos[seq] + static_cast<std::int64_t>(n) > capacity)
       throw UsageError("context full: " + std::to_string(pos[seq]) + " + " + std::to_string(n) +
-                       " tokens exceed the context of " + std::to_string(cache.capacity) + " positions");
+                       " tokens exceed the context of " + std::to_string(capacity) + " positions");
   }
 
   // NaN/Inf weights (a corrupt or badly converted checkpoint) make every later logit NaN and the
@@ -174,7 +199,7 @@ struct SequenceSet {
   // forward pass, so the step fails instead, naming the model.
   void check_finite(int rows, std::int64_t position) const {
     const std::size_t n = static_cast<std::size_t>(rows) * vocab();
-    const float* l = state.logits.data();
+    const float* l = logits();
     for (std::size_t i = 0; i < n; ++i) {
       if (!std::isfinite(l[i])) {
         throw InputError(model->info().source + ": the forward pass produced a non-finite logit (" +
@@ -191,6 +216,12 @@ struct SequenceSet {
     check_ids(tokens);
     check_room(seq, tokens.size());
     const auto& m = model->impl().loaded;
+    if (pipeline) {
+      pipeline->prefill(static_cast<int>(seq), pos[seq], tokens, pipeline_logits.data());
+      pos[seq] += static_cast<std::int64_t>(tokens.size());
+      check_finite(1, pos[seq] - 1);
+      return;
+    }
     for (std::size_t b = 0; b < tokens.size(); b += static_cast<std::size_t>(state.max_block)) {
       const int n = static_cast<int>(std::min<std::size_t>(state.max_block, tokens.size() - b));
       model::forward_block(m.config, m.weights, *exec, caches[seq], state, tokens.data() + b, n, pos[seq], all_logits);
@@ -202,6 +233,14 @@ struct SequenceSet {
 
   // One token for each of the given sequences, in one forward pass; logits row i is seqs[i]'s.
   void step(std::span<const int> seqs, std::span<const std::int32_t> tokens) {
+    if (pipeline) {
+      step_positions.clear();
+      for (int q : seqs) step_positions.push_back(pos[static_cast<std::size_t>(q)]);
+      pipeline->decode(seqs, step_positions, tokens, pipeline_logits.data());
+      for (int q : seqs) ++pos[static_cast<std::size_t>(q)];
+      check_finite(static_cast<int>(seqs.size()), pos[static_cast<std::size_t>(seqs[0])] - 1);
+      return;
+    }
     runs.clear();
     for (std::size_t i = 0; i < seqs.size(); ++i) {
       const auto q = static_cast<std::size_t>(seqs[i]);
@@ -244,8 +283,8 @@ void Session::score(std::span<const std::int32_t> tokens, std::span<float> out) 
 void Session::reset() noexcept { impl_->set.pos[0] = 0; }
 std::int64_t Session::position() const noexcept { return impl_->set.pos[0]; }
 std::optional<std::int64_t> Session::context_limit() const noexcept {
-  if (impl_->set.caches[0].rolling) return std::nullopt;
-  return impl_->set.caches[0].capacity;
+  if (impl_->set.rolling) return std::nullopt;
+  return impl_->set.capacity;
 }
 const Model& Session::model() const noexcept { return *impl_->set.model; }
 
@@ -265,7 +304,8 @@ BatchSession::BatchSession(std::shared_ptr<const Model> model, Context& context,
   if (options.max_sequences <= 0)
     throw UsageError("max_sequences must be positive, got " + std::to_string(options.max_sequences));
   impl_ = std::make_unique<Impl>(
-      SequenceSet(std::move(model), context, options.context, options.block_size, options.max_sequences),
+      SequenceSet(std::move(model), context, options.context, options.block_size, options.max_sequences,
+                  options.pipeline_stages, options.micro_batches),
       options.max_sequences);
 }
 
@@ -290,7 +330,7 @@ void BatchSession::close(int seq) {
 std::span<const float> BatchSession::prefill(int seq, std::span<const std::int32_t> tokens) {
   impl_->check_open(seq);
   impl_->set.run(static_cast<std::size_t>(seq), tokens, false, [](std::size_t, int) {});
-  return {impl_->set.state.logits.data(), impl_->set.vocab()};
+  return {impl_->set.logits(), impl_->set.vocab()};
 }
 
 std::span<const float> BatchSession::decode(std::span<const int> seqs, std::span<const std::int32_t> tokens) {
@@ -308,7 +348,7 @@ std::span<const float> BatchSession::decode(std::span<const int> seqs, std::span
   }
   m.set.check_ids(tokens);
   m.set.step(seqs, tokens);
-  return {m.set.state.logits.data(), seqs.size() * m.set.vocab()};
+  return {m.set.logits(), seqs.size() * m.set.vocab()};
 }
 
 std::int64_t BatchSession::position(int seq) const {
@@ -317,8 +357,8 @@ std::int64_t BatchSession::position(int seq) const {
 }
 
 std::optional<std::int64_t> BatchSession::context_limit() const noexcept {
-  if (impl_->set.caches[0].rolling) return std::nullopt;
-  return impl_->set.caches[0].capacity;
+  if (impl_->set.rolling) return std::nullopt;
+  return impl_->set.capacity;
 }
 
 int BatchSession::max_sequences() const noexcept { return static_cast<int>(impl_->open.size()); }
