@@ -398,6 +398,13 @@ TEST_CASE("config.json: not an object, wrong types, and a shape that disagrees w
   fewer["num_hidden_layers"] = good["num_hidden_layers"].get<int>() - 1;
   write_bytes(cfg, fewer.dump());
   expect_error("generate -m " + d.string() + " -p hi -n 1", 2, {"unknown tensor model.layers."});
+  // More layers than the checkpoint holds (absurdly many: refused before the layer table is sized).
+  for (int layers : {good["num_hidden_layers"].get<int>() + 1, 1000000000}) {
+    json more = good;
+    more["num_hidden_layers"] = layers;
+    write_bytes(cfg, more.dump());
+    expect_error("generate -m " + d.string() + " -p hi -n 1", 2, {"num_hidden_layers = " + std::to_string(layers), "is missing"});
+  }
   json vocab = good;
   vocab["vocab_size"] = 100;  // smaller than the tokenizer
   write_bytes(cfg, vocab.dump());

@@ -147,6 +147,14 @@ void load_safetensors_dir(const std::string& dir, LoadedModel& m, Storage& st) {
   const MistralConfig& c = m.config;
   st.safetensors.emplace(io::SafetensorsSet::open_directory(dir));
   const io::SafetensorsSet& set = *st.safetensors;
+  // The layer table is sized from config.json: make sure the checkpoint has that many layers
+  // before allocating it (an absurd num_hidden_layers would otherwise ask for terabytes).
+  if (c.n_layers > 0) {
+    const std::string last = io::layer_name(io::weight_name(io::WeightRole::Wq).hf, c.n_layers - 1);
+    if (set.find(last) == nullptr)
+      throw InputError(dir + ": config.json says num_hidden_layers = " + std::to_string(c.n_layers) + " but tensor " +
+                       last + " is missing");
+  }
   m.weights.layers.resize(static_cast<std::size_t>(c.n_layers));
 
   std::set<std::string> used;
