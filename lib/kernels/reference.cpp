@@ -8,19 +8,26 @@
 
 namespace weft::kernels {
 
+namespace {
+// Element i of a row as stored, read with memcpy: a safetensors tensor may start at any byte
+// address (see io/safetensors.hpp), so a 2- or 4-byte element need not be aligned.
+template <class U>
+U load_unaligned(const void* p, std::int64_t i) noexcept {
+  U u;
+  std::memcpy(&u, static_cast<const std::byte*>(p) + static_cast<std::size_t>(i) * sizeof(U), sizeof(U));
+  return u;
+}
+}  // namespace
+
 void to_f32(const void* src, DType t, std::int64_t n, float* out) noexcept {
   switch (t) {
     case DType::F32: std::memcpy(out, src, static_cast<std::size_t>(n) * 4); return;
-    case DType::F16: {
-      const auto* h = static_cast<const std::uint16_t*>(src);
-      for (std::int64_t i = 0; i < n; ++i) out[i] = f16_to_f32(h[i]);
+    case DType::F16:
+      for (std::int64_t i = 0; i < n; ++i) out[i] = f16_to_f32(load_unaligned<std::uint16_t>(src, i));
       return;
-    }
-    case DType::BF16: {
-      const auto* h = static_cast<const std::uint16_t*>(src);
-      for (std::int64_t i = 0; i < n; ++i) out[i] = bf16_to_f32(h[i]);
+    case DType::BF16:
+      for (std::int64_t i = 0; i < n; ++i) out[i] = bf16_to_f32(load_unaligned<std::uint16_t>(src, i));
       return;
-    }
     case DType::Q8_0:
     case DType::Q4_0:
     case DType::Q4_K:
@@ -32,9 +39,9 @@ namespace ref {
 namespace {
 float element(const void* row, DType t, std::int64_t i) noexcept {
   switch (t) {
-    case DType::F32: return static_cast<const float*>(row)[i];
-    case DType::F16: return f16_to_f32(static_cast<const std::uint16_t*>(row)[i]);
-    case DType::BF16: return bf16_to_f32(static_cast<const std::uint16_t*>(row)[i]);
+    case DType::F32: return load_unaligned<float>(row, i);
+    case DType::F16: return f16_to_f32(load_unaligned<std::uint16_t>(row, i));
+    case DType::BF16: return bf16_to_f32(load_unaligned<std::uint16_t>(row, i));
     case DType::Q8_0:
     case DType::Q4_0:
     case DType::Q4_K:

@@ -4,6 +4,8 @@
 #include <cstring>
 #include <string>
 
+#include "parallel/placement.hpp"
+#include "parallel/topology.hpp"
 #include "weft/error.hpp"
 
 namespace weft::model {
@@ -44,10 +46,15 @@ PipelineParallelMistral::PipelineParallelMistral(const LoadedModel& m, int stage
                      std::to_string(c.n_layers) + " layers (a stage holds at least one layer)");
   if (config_.num_micro_batches < 1)
     throw UsageError("pipeline: num_micro_batches must be at least 1, got " + std::to_string(config_.num_micro_batches));
-  group_ = std::make_unique<par::RankGroup>(stages, std::max(1, threads_per_stage));
-  // Copies pay off only where memory is local to a rank: with one NUMA node every rank reads the
-  // shared mapping at the same speed, so the stages keep views (no second copy of the weights).
-  const bool copy = false;
+  // With several NUMA nodes the stages are placed one per node (place_ranks) and each copies its
+  // layers into its node's memory. With one node every rank reads the shared mapping at the same
+  // speed, so the stages stay unplaced and keep views (no second copy of the weights).
+  const par::Topology topo = par::Topology::detect();
+  const bool copy = topo.numa_nodes().size() > 1;
+  if (copy)
+    group_ = std::make_unique<par::RankGroup>(topo, par::place_ranks(topo, stages, std::max(1, threads_per_stage)));
+  else
+    group_ = std::make_unique<par::RankGroup>(stages, std::max(1, threads_per_stage));
   int next = 0;
   for (int k = 0; k < stages; ++k) {
     auto st = std::make_unique<Stage>();
