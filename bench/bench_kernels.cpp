@@ -11,7 +11,8 @@
 //                                      the AVX512_BF16 matvec methods for bf16 weights
 //   matvec_q/<isa>/<Q8_0|Q4_0|Q4_K|Q6_K>/<rows>x<cols>/<hot|dram>
 //                                      quantized weights (GGUF block formats), one vector quantized
-//                                      once outside the loop, as a decode step does
+//                                      once outside the loop, as a decode step does; 512x2048/hot
+//                                      sits in L2 and measures the kernel's compute rate
 //   matmul_q/<isa>/<type>/5632x2048/n:<n>
 //                                      prefill on quantized weights (GFLOP/s)
 // bytes_per_second counts the weight bytes read (the vectors are small next to them), per second of
@@ -35,6 +36,7 @@
 #include "kernels/dispatch.hpp"
 #include "kernels/kernels.hpp"
 #include "kernels/kernels_config.hpp"
+#include "parallel/exec_context.hpp"  // smallmm/*/threads:2
 
 using namespace weft;
 namespace k = weft::kernels;
@@ -197,6 +199,62 @@ void bench_read(benchmark::State& state, std::size_t bytes, int streams) {
 
 std::string shape_name(Shape s) { return std::to_string(s.rows) + "x" + std::to_string(s.cols); }
 
+// ---- small-batch decode matmul (batched decode, n = 2..16 sequences) -------------------------------
+//   smallmm/<isa>/<dtype>/5632x2048/n:<n>/<hot|dram>/threads:<1|2>
+// One decode step's MLP-sized matmul for n sequences. "dram" rotates through copies of the matrix
+// (>= 512 MiB) so that every call streams its weights from memory, as a batched decode step does;
+// "hot" reuses one copy (23 MiB: L3). threads:2 runs the rows on a 2-thread ExecContext with the
+// chunking the model's linear() uses (16-row blocks, WorkDistributionConfig::for_matmul). Times
+// are wall-clock (UseRealTime); GFLOPS counts 2 * rows * cols * n per call.
+void bench_small_matmul(benchmark::State& state, const k::KernelTable* t, DType d, Shape s, std::int64_t n, bool dram,
+                        par::ExecContext* ctx) {
+  const Weights w(d, s, dram);
+  std::vector<float> x(static_cast<std::size_t>(s.cols * n)), y(static_cast<std::size_t>(s.rows * n));
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = 0.5f + 0.001f * static_cast<float>(i % 17);
+  const par::WorkShape work{.rows = s.rows, .row_bytes = static_cast<std::int64_t>(w.bytes / static_cast<std::size_t>(s.rows)),
+                            .row_block = 16};
+  const par::WorkDistributionConfig cfg = par::WorkDistributionConfig::for_matmul(s.rows, s.cols);
+  std::int64_t i = 0;
+  for (auto _ : state) {
+    const TensorView v = w.view(i++);
+    if (ctx != nullptr) {
+      ctx->parallel_for(work, cfg, [&](std::int64_t b, std::int64_t e) {
+        t->matmul(v, x.data(), s.cols, n, y.data(), s.rows, b, e);
+      });
+    } else {
+      t->matmul(v, x.data(), s.cols, n, y.data(), s.rows, 0, s.rows);
+    }
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(w.bytes));
+  state.counters["GFLOPS"] = benchmark::Counter(static_cast<double>(2 * s.rows * s.cols * n) * 1e-9,
+                                                benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void register_small_matmul() {
+  static par::ExecContext two(2);
+  for (k::Isa isa : k::compiled_isas()) {
+    const k::KernelTable* t = k::kernel_table(isa);
+    if (t == nullptr) continue;
+    for (DType d : {DType::BF16, DType::F16})
+      for (bool dram : {true, false})
+        for (int threads : {1, 2})
+          for (std::int64_t n : {1, 2, 4, 8, 16}) {
+            const Shape s{5632, 2048};
+            const std::string name = "smallmm/" + std::string(t->name) + "/" + lower(dtype_name(d)) + "/" +
+                                     shape_name(s) + "/n:" + std::to_string(n) + (dram ? "/dram" : "/hot") +
+                                     "/threads:" + std::to_string(threads);
+            par::ExecContext* ctx = threads == 2 ? &two : nullptr;
+            benchmark::RegisterBenchmark(name.c_str(), [t, d, s, n, dram, ctx](benchmark::State& st) {
+              bench_small_matmul(st, t, d, s, n, dram, ctx);
+            })->Unit(benchmark::kMicrosecond)->UseRealTime();
+          }
+  }
+}
+// ---- end of the small-batch decode matmul block -----------------------------------------------------
+
+
 void register_all() {
   for (std::size_t mib : {8, 512})
     for (int streams : {1, 4, 8}) {
@@ -231,8 +289,10 @@ void register_all() {
     const k::KernelTable* t = k::kernel_table(isa);
     if (t == nullptr) continue;
     for (DType d : kQuantDtypes)
-      for (Shape s : {kShapes[1], kShapes[2]})
+      for (Shape s : {Shape{512, 2048}, kShapes[1], kShapes[2]})
         for (bool dram : {false, true}) {
+          // 512x2048 fits L2 in every format: there the kernel's instruction cost alone shows.
+          if (s.rows == 512 && dram) continue;
           const std::string name = "matvec_q/" + std::string(t->name) + "/" + std::string(dtype_name(d)) + "/" +
                                    shape_name(s) + (dram ? "/dram" : "/hot");
           benchmark::RegisterBenchmark(name.c_str(), [t, d, s, dram](benchmark::State& st) {
@@ -264,6 +324,7 @@ void register_all() {
         }
   }
 #endif
+  register_small_matmul();  // the small-batch decode block above
 }
 
 }  // namespace

@@ -54,7 +54,8 @@ std::vector<int> parse_int_list(const std::string& s, const char* what) {
 Runner add_bench(CLI::App& app) {
   struct Args {
     std::string model, threads, batches;
-    int p = 128, n = 64, r = 3, pp = 1, micro_batches = 4;
+    int p = 128, n = 64, r = 3, pp = 1, micro_batches = 4, tp = 1;
+    std::string topology;
     bool json = false, membw = false, stats = false, no_mmap = false;
     std::size_t membw_bytes = std::size_t{1} << 30;
   };
@@ -72,6 +73,9 @@ Runner add_bench(CLI::App& app) {
       ->check(CLI::Range(1, 1024))->capture_default_str();
   sub->add_option("--micro-batches", a->micro_batches, "with --pp: micro-batches in flight")
       ->check(CLI::Range(1, 1024))->capture_default_str();
+  sub->add_option("--tp", a->tp, "tensor-parallel ranks: every layer split over N ranks of threads/N threads each")
+      ->check(CLI::Range(1, 1024))->capture_default_str();
+  sub->add_option("--topology", a->topology, "with --tp: place the ranks on an hwloc synthetic topology or XML file (no pinning)");
   sub->add_flag("--json", a->json, "print one JSON document with every number and the configuration");
   sub->add_flag("--membw", a->membw, "measure the read bandwidth at each thread count and report % of it");
   sub->add_option("--membw-bytes", a->membw_bytes, "buffer size of the read test")->check(CLI::Range(1 << 21, 1 << 30 << 4));
@@ -91,7 +95,7 @@ Runner add_bench(CLI::App& app) {
                     {"vocab_size", info.vocab_size},   {"sliding_window", info.sliding_window},
                     {"weight_bytes", info.weight_bytes}, {"decode_bytes_per_token", info.decode_bytes}};
     const std::vector<int> batch_sizes = a->batches.empty() ? std::vector<int>{} : parse_int_list(a->batches, "--batch");
-    doc["config"] = {{"n_prompt", a->p}, {"batch", batch_sizes}, {"pipeline_stages", a->pp}, {"micro_batches", a->micro_batches}, {"n_gen", a->n}, {"repetitions", a->r}, {"threads", thread_counts},
+    doc["config"] = {{"n_prompt", a->p}, {"batch", batch_sizes}, {"pipeline_stages", a->pp}, {"micro_batches", a->micro_batches}, {"tensor_parallel", a->tp}, {"n_gen", a->n}, {"repetitions", a->r}, {"threads", thread_counts},
                      {"membw", a->membw}, {"membw_bytes", a->membw_bytes}, {"mmap", !a->no_mmap}, {"load_seconds", load_seconds}, {"reference_kernels", std::getenv("WEFT_REFERENCE") != nullptr},
                      {"isa", std::getenv("WEFT_ISA") ? std::getenv("WEFT_ISA") : "auto"}};
     doc["results"] = nlohmann::ordered_json::array();
@@ -111,7 +115,7 @@ Runner add_bench(CLI::App& app) {
       }
       Context ctx(threads);
       if (a->stats) ctx.set_stats(true);
-      Session session(model, ctx, {.context = std::max(a->p, a->n) + 1});
+      Session session(model, ctx, {.context = std::max(a->p, a->n) + 1, .tp = a->tp, .topology = a->topology});
       const auto prompt = bench_tokens(std::max(a->p, 1), info.vocab_size, 42);
       const auto gen = bench_tokens(std::max(a->n, 1), info.vocab_size, 7);
       // Warm-up: fault the mapped weights in and let the threads start.
@@ -142,7 +146,7 @@ Runner add_bench(CLI::App& app) {
         const double pct = decode && roof > 0 ? 100.0 * gbs / roof : 0.0;
         nlohmann::ordered_json row = {{"test", std::string(test) + std::to_string(tokens)}, {"threads", threads},
                                       {"tokens", tokens}, {"tokens_per_s_mean", s.mean}, {"tokens_per_s_sd", s.sd},
-                                      {"samples", s.samples}};
+                                      {"samples", s.samples}, {"tensor_parallel", a->tp}};
         if (decode) {
           row["bytes_per_token"] = info.decode_bytes;
           row["gbs"] = gbs;
@@ -155,9 +159,9 @@ Runner add_bench(CLI::App& app) {
           char gb[32] = "", pc[32] = "";
           if (decode) std::snprintf(gb, sizeof gb, "%.1f", gbs);
           if (decode && roof > 0) std::snprintf(pc, sizeof pc, "%.0f%% of %.1f", pct, roof);
-          std::printf("| %s | %s | %.2f | %d | %s%d | %.2f ± %.2f | %s | %s |\n", info.source.c_str(),
-                      info.weight_dtype.c_str(), static_cast<double>(info.weight_bytes) / 1e9, threads, test, tokens, s.mean,
-                      s.sd, gb, pc);
+          std::printf("| %s | %s | %.2f | %d | %s%d%s | %.2f ± %.2f | %s | %s |\n", info.source.c_str(),
+                      info.weight_dtype.c_str(), static_cast<double>(info.weight_bytes) / 1e9, threads, test, tokens,
+                      a->tp > 1 ? (" tp" + std::to_string(a->tp)).c_str() : "", s.mean, s.sd, gb, pc);
         }
       };
       report("pp", a->p, pp);
@@ -168,7 +172,7 @@ Runner add_bench(CLI::App& app) {
       for (int b : batch_sizes) {
         if (a->n <= 0) break;
         BatchSession batch(model, ctx, {.max_sequences = b, .context = a->n + 17, .pipeline_stages = a->pp,
-                                        .micro_batches = a->micro_batches});
+                                        .micro_batches = a->micro_batches, .tp = a->tp, .topology = a->topology});
         std::vector<int> seqs;
         for (int i = 0; i < b; ++i) seqs.push_back(batch.open());
         std::vector<double> agg;

@@ -14,7 +14,8 @@ namespace weft::cli {
 namespace {
 struct GenerateArgs {
   std::string model, tokenizer, prompt, prompts_file;
-  int n = 128, threads = 0, context = 0, batch = 8, pp = 1, micro_batches = 4;
+  int n = 128, threads = 0, context = 0, batch = 8, pp = 1, micro_batches = 4, tp = 1;
+  std::string topology;
   bool echo = false, no_mmap = false, json = false;
   SamplerOptions sampler;
   std::int64_t seed = -1;
@@ -47,7 +48,8 @@ int run_prompts_file(const GenerateArgs& a, const std::shared_ptr<const Model>& 
     context = static_cast<int>(std::clamp<std::int64_t>(want, 1, std::max(max_pos, 1)));
   }
   BatchSession batch(model, ctx, {.max_sequences = std::min<int>(a.batch, static_cast<int>(prompts.size())),
-                                  .context = context, .pipeline_stages = a.pp, .micro_batches = a.micro_batches});
+                                  .context = context, .pipeline_stages = a.pp, .micro_batches = a.micro_batches,
+                                  .tp = a.tp, .topology = a.topology});
   std::map<std::size_t, std::string> ready;  // finished out of order, waiting for earlier prompts
   std::size_t printed = 0;
   const BatchGenerateResult r = generate_batch(batch, prompts, opts, [&](std::size_t i, const std::string& text,
@@ -98,6 +100,10 @@ Runner add_generate(CLI::App& app) {
       ->check(CLI::Range(1, 1024))->capture_default_str();
   sub->add_option("--micro-batches", a->micro_batches, "with --pp: micro-batches in flight")
       ->check(CLI::Range(1, 1024))->capture_default_str();
+  sub->add_option("--tp", a->tp, "tensor-parallel ranks: every layer split over N ranks of threads/N threads each")
+      ->check(CLI::Range(1, 1024))->capture_default_str();
+  sub->add_option("--topology", a->topology,
+                  "with --tp: place the ranks on an hwloc synthetic topology or XML file instead of this machine (no pinning)");
   sub->add_option("-n,--n-predict", a->n, "tokens to generate")->check(CLI::Range(0, 1 << 24))->capture_default_str();
   sub->add_option("-t,--threads", a->threads, "threads (0: all hardware threads)")->check(CLI::Range(0, 1024))->capture_default_str();
   sub->add_option("-c,--context", a->context, "context length in tokens (0: the model's)")->check(CLI::Range(0, 1 << 24));
@@ -120,7 +126,7 @@ Runner add_generate(CLI::App& app) {
     Context ctx(a->threads);
     if (!a->prompts_file.empty()) return run_prompts_file(*a, model, ctx);
     if (a->pp > 1) throw UsageError("generate: --pp needs --prompts-file (pipelining helps only many sequences)");
-    Session session(model, ctx, {.context = a->context});
+    Session session(model, ctx, {.context = a->context, .tp = a->tp, .topology = a->topology});
     GenerateOptions opts;
     opts.max_tokens = a->n;
     opts.sampler = a->sampler;
@@ -137,11 +143,12 @@ Runner add_generate(CLI::App& app) {
     const std::size_t decoded = r.ids.empty() ? 0 : r.ids.size() - 1;  // the first id comes from the prefill
     const double tg = r.decode_seconds > 0 ? decoded / r.decode_seconds : 0;
     std::fprintf(stderr,
-                 "weft: %s (%s, %s), %d threads, seed %llu\n"
+                 "weft: %s (%s, %s), %d threads%s, seed %llu\n"
                  "weft: prompt %zu tokens in %.1f ms (%.1f tokens/s); decode %zu tokens in %.1f ms "
                  "(%.1f tokens/s, %.2f ms/token)%s\n",
                  model->info().source.c_str(), model->info().architecture.c_str(), model->info().weight_dtype.c_str(),
-                 ctx.threads(), static_cast<unsigned long long>(opts.sampler.seed), r.prompt_ids.size(),
+                 ctx.threads(), a->tp > 1 ? (" in " + std::to_string(a->tp) + " tensor-parallel ranks").c_str() : "",
+                 static_cast<unsigned long long>(opts.sampler.seed), r.prompt_ids.size(),
                  r.prompt_seconds * 1e3, pp, decoded, r.decode_seconds * 1e3, tg,
                  decoded ? r.decode_seconds * 1e3 / decoded : 0.0,
                  r.hit_eos ? " [end of sequence]" : (r.hit_context_limit ? " [context full]" : ""));

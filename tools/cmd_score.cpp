@@ -10,7 +10,7 @@ namespace weft::cli {
 Runner add_score(CLI::App& app) {
   struct Args {
     std::string model, tokenizer, tokens, out;
-    int threads = 0;
+    int threads = 0, tp = 1;
   };
   auto a = std::make_shared<Args>();
   CLI::App* sub = app.add_subcommand("score", "Write the logits after each token (float32 LE, row-major [tokens, vocab])");
@@ -18,11 +18,12 @@ Runner add_score(CLI::App& app) {
   sub->add_option("--tokens", a->tokens, "token ids, comma-separated")->required();
   sub->add_option("--logits-out", a->out, "output file")->required();
   sub->add_option("-t,--threads", a->threads, "threads (0: all)")->check(CLI::Range(0, 1024));
+  sub->add_option("--tp", a->tp, "tensor-parallel ranks (every layer split over N ranks)")->check(CLI::Range(1, 1024));
   return [a] {
     const std::vector<std::int32_t> ids = parse_ids(a->tokens);
     auto model = Model::load(a->model);
     Context ctx(a->threads);
-    Session session(model, ctx, {.context = static_cast<int>(ids.size())});
+    Session session(model, ctx, {.context = static_cast<int>(ids.size()), .tp = a->tp});
     std::vector<float> logits(ids.size() * static_cast<std::size_t>(model->info().vocab_size));
     session.score(ids, logits);
     std::FILE* f = std::fopen(a->out.c_str(), "wb");

@@ -19,6 +19,8 @@ Runner add_score(CLI::App& app);
 Runner add_bench(CLI::App& app);
 Runner add_topo(CLI::App& app);
 Runner add_quantize(CLI::App& app);
+Runner add_plan(CLI::App& app);
+Runner add_shard(CLI::App& app);
 
 // Parses "1,2,3" into ids; throws weft::UsageError naming the bad item.
 std::vector<std::int32_t> parse_ids(const std::string& text);

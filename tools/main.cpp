@@ -22,6 +22,8 @@ int main(int argc, char** argv) {
   add(weft::cli::add_bench);
   add(weft::cli::add_topo);
   add(weft::cli::add_quantize);
+  add(weft::cli::add_plan);
+  add(weft::cli::add_shard);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

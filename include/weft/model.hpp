@@ -80,6 +80,12 @@ class Context {
 struct SessionOptions {
   int context = 0;      // positions the KV cache holds; 0: the model's max_position, at most 4096 (a sliding-window model needs only the window)
   int block_size = 64;  // prefill processes the prompt in blocks of this many tokens
+  // Tensor parallelism: > 1 splits every layer over this many in-process ranks, each with the
+  // context's threads / tp threads pinned to its cores and its weight shards in its NUMA node's
+  // memory (weft plan shows the split). Logits equal the single-rank model's within float
+  // rounding. A model loaded from a `weft shard` directory runs with the directory's world size.
+  int tp = 1;
+  std::string topology{};  // "": place the ranks on this machine; else an hwloc synthetic string or XML file (no pinning)
 };
 
 // One sequence: its KV cache, activations and position. Not thread-safe; use one per thread.
@@ -120,6 +126,8 @@ struct BatchOptions {
   // across memory domains; see docs/parallelism.md.
   int pipeline_stages = 1;
   int micro_batches = 4;
+  int tp = 1;            // tensor-parallel ranks, as SessionOptions::tp
+  std::string topology{};  // as SessionOptions::topology
 };
 
 // Several sequences, each with its own KV cache and position, decoded together: one decode step

@@ -4,6 +4,7 @@
 #include "weft/generate.hpp"
 #include "weft/model.hpp"
 #include "weft/parallel.hpp"
+#include "weft/plan.hpp"
 #include "weft/quantize.hpp"
 #include "weft/system.hpp"
 #include "weft/sampler.hpp"

@@ -9,6 +9,7 @@
 
 #include "model/forward.hpp"
 #include "model/pipeline_model.hpp"
+#include "model/tensor_parallel_model.hpp"
 #include "model/weights.hpp"
 #include "parallel/exec_context.hpp"
 #include "weft/error.hpp"
@@ -20,6 +21,7 @@ struct Model::Impl {
   model::LoadedModel loaded;
   ModelInfo info;
   std::optional<Tokenizer> tokenizer;
+  std::shared_ptr<const model::ShardManifest> shards;  // set for a `weft shard` directory (no weights in `loaded`)
 };
 
 namespace {
@@ -58,8 +60,17 @@ Model::~Model() = default;
 
 std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOptions& options) {
   std::shared_ptr<Model> m(new Model());
-  m->impl_->loaded = model::load_model(path, options.tokenizer_path, options.mmap);
+  if (model::is_shard_dir(path)) {  // the ranks read their own files when a session starts
+    m->impl_->shards = std::make_shared<const model::ShardManifest>(model::read_shard_manifest(path));
+    m->impl_->loaded = model::load_shard_info(*m->impl_->shards, options.tokenizer_path);
+  } else {
+    m->impl_->loaded = model::load_model(path, options.tokenizer_path, options.mmap);
+  }
   m->impl_->info = describe(m->impl_->loaded);
+  if (m->impl_->shards) {
+    m->impl_->info.weight_dtype = m->impl_->shards->weight_dtype;
+    m->impl_->info.weight_bytes = m->impl_->info.decode_bytes = m->impl_->shards->weight_bytes;
+  }
   if (m->impl_->loaded.tokenizer) m->impl_->tokenizer.emplace(m->impl_->loaded.tokenizer);
   return m;
 }
@@ -142,12 +153,17 @@ struct SequenceSet {
   std::unique_ptr<model::PipelineParallelMistral> pipeline;
   std::vector<float> pipeline_logits;
   std::vector<std::int64_t> step_positions;
+  // Tensor parallelism (tp > 1, or a model from a shard directory): the ranks own the weight
+  // shards, KV caches and activations; the gathered logits land in state.logits.
+  std::unique_ptr<model::TensorParallelMistral> tp;
+  std::unique_ptr<model::TensorParallelMistral::State> tp_state;
+  std::vector<model::TensorParallelMistral::Run> tp_runs;
 
   int capacity = 0;     // positions each sequence's KV cache holds
   bool rolling = false;  // a sliding-window cache of `capacity` slots: unlimited positions
 
   SequenceSet(std::shared_ptr<const Model> m, Context& context, int context_positions, int block_size, int sequences,
-              int pipeline_stages = 1, int micro_batches = 4) {
+              int pipeline_stages = 1, int micro_batches = 4, int tp_size = 1, const std::string& topology = {}) {
     if (!m) throw UsageError("Session: model is null");
     if (block_size <= 0) throw UsageError("block_size must be positive, got " + std::to_string(block_size));
     if (pipeline_stages < 1) throw UsageError("pipeline_stages must be at least 1, got " + std::to_string(pipeline_stages));
@@ -160,6 +176,12 @@ struct SequenceSet {
     rolling = c.sliding_window > 0 && c.sliding_window < ctx_len;
     capacity = rolling ? c.sliding_window : ctx_len;
     pos.assign(static_cast<std::size_t>(sequences), 0);
+    if (const int n = tensor_parallel_size(*model, tp_size); n > 0) {
+      if (pipeline_stages > 1) throw UsageError("tensor and pipeline parallelism cannot be combined yet (tp " +
+                                                std::to_string(n) + ", pipeline_stages " + std::to_string(pipeline_stages) + ")");
+      use_tensor_parallel(context, n, topology, sequences, ctx_len, block);
+      return;
+    }
     if (pipeline_stages > 1) {
       // The stages own the KV caches and activations; logits land in pipeline_logits.
       par::PipelineConfig pc;
@@ -176,6 +198,30 @@ struct SequenceSet {
     for (int i = 0; i < sequences; ++i) caches.emplace_back(c, ctx_len);
     state = model::ForwardState(c, block, capacity, context.threads());
     runs.reserve(static_cast<std::size_t>(sequences));
+  }
+
+  // The tensor-parallel size to run with; 0 for the single-rank path.
+  static int tensor_parallel_size(const Model& m, int requested) {
+    if (requested < 1) throw UsageError("tp must be at least 1, got " + std::to_string(requested));
+    if (const auto& s = m.impl().shards) {
+      if (requested > 1 && requested != s->world_size)
+        throw UsageError(m.info().source + " holds shards for tensor-parallel size " + std::to_string(s->world_size) +
+                         ", not " + std::to_string(requested));
+      return s->world_size;
+    }
+    return requested > 1 ? requested : 0;
+  }
+
+  // Splits the model over n ranks (or loads the shard directory's files, one per rank).
+  void use_tensor_parallel(Context& context, int n, const std::string& topology, int sequences, int ctx_len, int block) {
+    const model::TensorParallelOptions o{.tp = n, .threads = context.threads(), .topology = topology};
+    const Model::Impl& mi = model->impl();
+    tp = mi.shards ? std::make_unique<model::TensorParallelMistral>(*mi.shards, o)
+                   : std::make_unique<model::TensorParallelMistral>(mi.loaded, o);
+    tp_state = tp->make_state(sequences, ctx_len, block);
+    tp_runs.reserve(static_cast<std::size_t>(sequences));
+    state.max_block = block;
+    state.logits.resize(static_cast<std::size_t>(block) * vocab());
   }
 
   const model::MistralConfig& config() const { return model->impl().loaded.config; }
@@ -224,7 +270,12 @@ struct SequenceSet {
     }
     for (std::size_t b = 0; b < tokens.size(); b += static_cast<std::size_t>(state.max_block)) {
       const int n = static_cast<int>(std::min<std::size_t>(state.max_block, tokens.size() - b));
-      model::forward_block(m.config, m.weights, *exec, caches[seq], state, tokens.data() + b, n, pos[seq], all_logits);
+      if (tp) {
+        const model::TensorParallelMistral::Run r{.seq = static_cast<int>(seq), .first_row = 0, .n_rows = n, .pos0 = pos[seq]};
+        tp->forward(*tp_state, {&r, 1}, tokens.data() + b, n, all_logits, state.logits.data());
+      } else {
+        model::forward_block(m.config, m.weights, *exec, caches[seq], state, tokens.data() + b, n, pos[seq], all_logits);
+      }
       pos[seq] += n;
       check_finite(all_logits ? n : 1, pos[seq] - 1);
       sink(b, n);
@@ -237,6 +288,15 @@ struct SequenceSet {
       step_positions.clear();
       for (int q : seqs) step_positions.push_back(pos[static_cast<std::size_t>(q)]);
       pipeline->decode(seqs, step_positions, tokens, pipeline_logits.data());
+      for (int q : seqs) ++pos[static_cast<std::size_t>(q)];
+      check_finite(static_cast<int>(seqs.size()), pos[static_cast<std::size_t>(seqs[0])] - 1);
+      return;
+    }
+    if (tp) {
+      tp_runs.clear();
+      for (std::size_t i = 0; i < seqs.size(); ++i)
+        tp_runs.push_back({.seq = seqs[i], .first_row = static_cast<int>(i), .n_rows = 1, .pos0 = pos[static_cast<std::size_t>(seqs[i])]});
+      tp->forward(*tp_state, tp_runs, tokens.data(), static_cast<int>(tokens.size()), false, state.logits.data());
       for (int q : seqs) ++pos[static_cast<std::size_t>(q)];
       check_finite(static_cast<int>(seqs.size()), pos[static_cast<std::size_t>(seqs[0])] - 1);
       return;
@@ -259,7 +319,8 @@ struct Session::Impl {
 };
 
 Session::Session(std::shared_ptr<const Model> model, Context& context, const SessionOptions& options)
-    : impl_(std::make_unique<Impl>(SequenceSet(std::move(model), context, options.context, options.block_size, 1))) {}
+    : impl_(std::make_unique<Impl>(SequenceSet(std::move(model), context, options.context, options.block_size, 1, 1, 4,
+                                               options.tp, options.topology))) {}
 
 Session::~Session() = default;
 
@@ -305,7 +366,7 @@ BatchSession::BatchSession(std::shared_ptr<const Model> model, Context& context,
     throw UsageError("max_sequences must be positive, got " + std::to_string(options.max_sequences));
   impl_ = std::make_unique<Impl>(
       SequenceSet(std::move(model), context, options.context, options.block_size, options.max_sequences,
-                  options.pipeline_stages, options.micro_batches),
+                  options.pipeline_stages, options.micro_batches, options.tp, options.topology),
       options.max_sequences);
 }
 

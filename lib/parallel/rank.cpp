@@ -1,6 +1,7 @@
 #include "parallel/rank.hpp"
 
 #include <hwloc.h>
+#include <sys/mman.h>
 #include <oneapi/tbb/task_scheduler_observer.h>
 
 #include <algorithm>
@@ -15,6 +16,7 @@ namespace weft::par {
 namespace {
 
 constexpr std::size_t kPage = 4096;
+constexpr std::size_t kHugePage = std::size_t{2} << 20;
 constexpr std::int64_t kTouchChunkPages = 64;  // 256 KiB per first-touch task
 
 // Each distinct reason to run unpinned is reported once per process, not once per rank or thread.
@@ -151,6 +153,10 @@ NumaBuffer Rank::allocate(std::size_t bytes) {
   }
   buf.bytes_ = bytes;
   buf.alloc_bytes_ = alloc;
+  // Rank memory holds weight shards that every decode step streams: on 2 MiB pages they take far
+  // fewer TLB misses (as the loader's --no-mmap copies). Advised before the first touch, so that
+  // transparent huge pages in "madvise" mode back them from the start; a refusal changes nothing.
+  if (alloc >= kHugePage) ::madvise(buf.data_, alloc, MADV_HUGEPAGE);
   // Zeroed by the rank's threads: unbound pages land on the node of the thread that touches them.
   auto* base = static_cast<std::byte*>(buf.data_);
   const auto pages = static_cast<std::int64_t>(alloc / kPage);
