@@ -353,6 +353,19 @@ TEST_CASE("WEFT_MPI_TIMEOUT sets the default timeout in seconds") {
   else ::unsetenv("WEFT_MPI_TIMEOUT");
 }
 
+TEST_CASE("WEFT_MPI_SPIN_US sets how long waits poll before sleeping") {
+  const char* old = std::getenv("WEFT_MPI_SPIN_US");
+  const std::string saved = old != nullptr ? old : "";
+  ::unsetenv("WEFT_MPI_SPIN_US");
+  CHECK(MpiCommunicator::default_spin() == std::chrono::milliseconds(1));
+  ::setenv("WEFT_MPI_SPIN_US", "0", 1);
+  CHECK(MpiCommunicator::default_spin() == std::chrono::nanoseconds(0));
+  ::setenv("WEFT_MPI_SPIN_US", "1.5", 1);
+  CHECK_THROWS_WITH_AS(MpiCommunicator::default_spin(), doctest::Contains("WEFT_MPI_SPIN_US"), weft::UsageError);
+  if (old != nullptr) ::setenv("WEFT_MPI_SPIN_US", saved.c_str(), 1);
+  else ::unsetenv("WEFT_MPI_SPIN_US");
+}
+
 int main(int argc, char** argv) {
   weft::par::MpiRuntime mpi(&argc, &argv);
   doctest::Context ctx(argc, argv);
