@@ -27,20 +27,9 @@ using io::GgufWriter;
 namespace {
 
 const fs::path& tmp_dir() {
-  static const fs::path d = [] {
-    fs::path p = fs::temp_directory_path() / ("weft_gguf_" + std::to_string(::getpid()));
-    fs::remove_all(p);
-    fs::create_directories(p);
-    return p;
-  }();
-  return d;
+  static const weft::testing::ScratchDir dir("weft_gguf");
+  return dir.path();
 }
-struct Cleanup {
-  ~Cleanup() {
-    std::error_code ec;
-    fs::remove_all(fs::temp_directory_path() / ("weft_gguf_" + std::to_string(::getpid())), ec);
-  }
-} cleanup;
 
 std::string write_file(const std::string& name, const std::string& bytes) {
   const std::string p = (tmp_dir() / name).string();

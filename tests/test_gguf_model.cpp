@@ -22,20 +22,9 @@ using weft::testing::shared_dir;
 namespace {
 
 const fs::path& tmp_dir() {
-  static const fs::path d = [] {
-    fs::path p = fs::temp_directory_path() / ("weft_gguf_model_" + std::to_string(::getpid()));
-    fs::remove_all(p);
-    fs::create_directories(p);
-    return p;
-  }();
-  return d;
+  static const weft::testing::ScratchDir dir("weft_gguf_model");
+  return dir.path();
 }
-struct Cleanup {
-  ~Cleanup() {
-    std::error_code ec;
-    fs::remove_all(fs::temp_directory_path() / ("weft_gguf_model_" + std::to_string(::getpid())), ec);
-  }
-} cleanup;
 
 nlohmann::json read_json(const fs::path& p) {
   std::ifstream in(p);

@@ -1,6 +1,7 @@
 #pragma once
 // Helpers shared by weft's tests.
 #include <doctest/doctest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -17,6 +18,25 @@ inline std::filesystem::path shared_dir() {
   return std::filesystem::path(WEFT_SOURCE_ROOT) / ".." / "shared";
 }
 inline bool have_shared() { return std::filesystem::exists(shared_dir() / "golden" / "README.md"); }
+
+// A fresh directory <temp>/<prefix>_<pid>, made on first use and removed when the test program
+// exits. One per prefix.
+class ScratchDir {
+ public:
+  explicit ScratchDir(const std::string& prefix)
+      : path_(std::filesystem::temp_directory_path() / (prefix + "_" + std::to_string(::getpid()))) {
+    std::filesystem::remove_all(path_);
+    std::filesystem::create_directories(path_);
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::filesystem::path& path() const noexcept { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
 
 // Checks |a[i] - b[i]| <= tol for all i and reports the worst index and values when not.
 inline void expect_close(std::span<const float> a, std::span<const float> b, double tol) {

@@ -79,23 +79,6 @@ std::vector<std::int64_t> expected_shape(const MistralConfig& c, WeightRole role
   return {};
 }
 
-TensorView& slot(MistralWeights& w, WeightRole role, int layer) {
-  switch (role) {
-    case WeightRole::TokenEmbedding: return w.embedding;
-    case WeightRole::OutputNorm: return w.final_norm;
-    case WeightRole::Output: return w.lm_head;
-    case WeightRole::AttnNorm: return w.layers[layer].attn_norm;
-    case WeightRole::Wq: return w.layers[layer].wq;
-    case WeightRole::Wk: return w.layers[layer].wk;
-    case WeightRole::Wv: return w.layers[layer].wv;
-    case WeightRole::Wo: return w.layers[layer].wo;
-    case WeightRole::FfnNorm: return w.layers[layer].ffn_norm;
-    case WeightRole::WGate: return w.layers[layer].w_gate;
-    case WeightRole::WUp: return w.layers[layer].w_up;
-    case WeightRole::WDown: return w.layers[layer].w_down;
-  }
-  return w.embedding;
-}
 
 TensorView view_of(const void* data, DType t, const std::vector<std::int64_t>& shape) {
   return shape.size() == 1 ? make_view_1d(data, t, shape[0]) : make_view_2d(data, t, shape[0], shape[1]);
@@ -172,8 +155,8 @@ void load_safetensors_dir(const std::string& dir, LoadedModel& m, Storage& st) {
       if (e->shape != want)
         throw InputError(set.file_of(name) + ": tensor " + name + " has shape " + shape_str(e->shape) + ", expected " +
                          shape_str(want) + " from config.json");
-      slot(m.weights, n.role, n.per_layer ? l : -1) = view_of(e->data.data(), e->dtype, e->shape);
-      if (is_norm(n.role)) check_finite_norm(slot(m.weights, n.role, n.per_layer ? l : -1), set.file_of(name), name);
+      weight_slot(m.weights, n.role, n.per_layer ? l : -1) = view_of(e->data.data(), e->dtype, e->shape);
+      if (is_norm(n.role)) check_finite_norm(weight_slot(m.weights, n.role, n.per_layer ? l : -1), set.file_of(name), name);
     }
   }
   for (const std::string& name : set.names()) {
@@ -217,7 +200,7 @@ void load_llama2c(const std::string& path, LoadedModel& m, Storage& st) {
       if (n.role == WeightRole::Wq) v = unpermute_rope_rows(v, c.n_heads, c.head_dim, st);
       if (n.role == WeightRole::Wk) v = unpermute_rope_rows(v, c.n_kv_heads, c.head_dim, st);
       if (is_norm(n.role)) check_finite_norm(v, path, n.per_layer ? io::layer_name(n.hf, l) : std::string(n.hf));
-      slot(m.weights, n.role, n.per_layer ? l : -1) = v;
+      weight_slot(m.weights, n.role, n.per_layer ? l : -1) = v;
     }
   }
   if (m.weights.lm_head.empty()) m.weights.lm_head = m.weights.embedding;
@@ -256,7 +239,7 @@ void load_gguf(const std::string& path, bool want_tokenizer, LoadedModel& m, Sto
                            "; norm weights must be F32, F16 or BF16");
         check_finite_norm(v, path, name);
       }
-      slot(m.weights, n.role, n.per_layer ? l : -1) = v;
+      weight_slot(m.weights, n.role, n.per_layer ? l : -1) = v;
     }
   }
   for (const io::GgufTensor& t : f.tensors())

@@ -61,23 +61,6 @@ const char* role_name(WeightRole r) {
   return "?";
 }
 
-const TensorView& view_of(const model::MistralWeights& w, WeightRole role, int layer) {
-  switch (role) {
-    case WeightRole::TokenEmbedding: return w.embedding;
-    case WeightRole::OutputNorm: return w.final_norm;
-    case WeightRole::Output: return w.lm_head;
-    case WeightRole::AttnNorm: return w.layers[static_cast<std::size_t>(layer)].attn_norm;
-    case WeightRole::Wq: return w.layers[static_cast<std::size_t>(layer)].wq;
-    case WeightRole::Wk: return w.layers[static_cast<std::size_t>(layer)].wk;
-    case WeightRole::Wv: return w.layers[static_cast<std::size_t>(layer)].wv;
-    case WeightRole::Wo: return w.layers[static_cast<std::size_t>(layer)].wo;
-    case WeightRole::FfnNorm: return w.layers[static_cast<std::size_t>(layer)].ffn_norm;
-    case WeightRole::WGate: return w.layers[static_cast<std::size_t>(layer)].w_gate;
-    case WeightRole::WUp: return w.layers[static_cast<std::size_t>(layer)].w_up;
-    case WeightRole::WDown: return w.layers[static_cast<std::size_t>(layer)].w_down;
-  }
-  return w.embedding;
-}
 
 // Every weight of a loaded model, in checkpoint (weight-name table) order, layer by layer.
 std::vector<Desc> describe_model(const model::LoadedModel& m) {
@@ -87,7 +70,7 @@ std::vector<Desc> describe_model(const model::LoadedModel& m) {
   for (int l = -1; l < m.config.n_layers; ++l) {
     for (const auto& n : io::weight_names()) {
       if (n.per_layer != (l >= 0)) continue;
-      const TensorView& v = view_of(m.weights, n.role, l);
+      const TensorView& v = model::weight_slot(m.weights, n.role, l);
       Desc d;
       d.name = l >= 0 ? io::layer_name(n.hf, l) : std::string(n.hf);
       d.role = n.role;

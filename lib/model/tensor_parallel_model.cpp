@@ -31,27 +31,6 @@ std::string shape_text(std::int64_t rows, std::int64_t cols, int ndim) {
 
 std::int64_t units(std::int64_t n, std::int64_t granule) { return (n + granule - 1) / granule; }
 
-// The view of role `role` (layer `layer`, -1 for global tensors) in w.
-TensorView& slot(MistralWeights& w, WeightRole role, int layer) {
-  switch (role) {
-    case WeightRole::TokenEmbedding: return w.embedding;
-    case WeightRole::OutputNorm: return w.final_norm;
-    case WeightRole::Output: return w.lm_head;
-    case WeightRole::AttnNorm: return w.layers[static_cast<std::size_t>(layer)].attn_norm;
-    case WeightRole::Wq: return w.layers[static_cast<std::size_t>(layer)].wq;
-    case WeightRole::Wk: return w.layers[static_cast<std::size_t>(layer)].wk;
-    case WeightRole::Wv: return w.layers[static_cast<std::size_t>(layer)].wv;
-    case WeightRole::Wo: return w.layers[static_cast<std::size_t>(layer)].wo;
-    case WeightRole::FfnNorm: return w.layers[static_cast<std::size_t>(layer)].ffn_norm;
-    case WeightRole::WGate: return w.layers[static_cast<std::size_t>(layer)].w_gate;
-    case WeightRole::WUp: return w.layers[static_cast<std::size_t>(layer)].w_up;
-    case WeightRole::WDown: return w.layers[static_cast<std::size_t>(layer)].w_down;
-  }
-  return w.embedding;
-}
-const TensorView& slot(const MistralWeights& w, WeightRole role, int layer) {
-  return slot(const_cast<MistralWeights&>(w), role, layer);
-}
 
 bool uneven_ok(WeightRole role) {
   return role == WeightRole::WGate || role == WeightRole::WUp || role == WeightRole::WDown || role == WeightRole::Output;
@@ -284,10 +263,10 @@ TensorParallelMistral::TensorParallelMistral(const LoadedModel& model, const Ten
       const int layers = n.per_layer ? layout_.full.n_layers : 1;
       for (int l = 0; l < layers; ++l) {
         const int li = n.per_layer ? l : -1;
-        const TensorView& full = slot(model.weights, n.role, li);
+        const TensorView& full = weight_slot(model.weights, n.role, li);
         const TensorParallelLayout::Cut k = layout_.cut(n.role, r);
         if (k.strategy == TensorParallelStrategy::None) {
-          slot(d.weights, n.role, li) = full;  // replicated: a view of the shared model
+          weight_slot(d.weights, n.role, li) = full;  // replicated: a view of the shared model
           continue;
         }
         par::ShardOptions so;
@@ -296,7 +275,7 @@ TensorParallelMistral::TensorParallelMistral(const LoadedModel& model, const Ten
         so.allow_uneven = uneven_ok(n.role);
         d.shards.push_back(par::make_shard(full, k.strategy, k.cfg, so, &group_->rank(r)));
         d.shard_bytes += d.shards.back().view.bytes();
-        slot(d.weights, n.role, li) = d.shards.back().view;
+        weight_slot(d.weights, n.role, li) = d.shards.back().view;
       }
     }
   });
@@ -351,13 +330,13 @@ TensorParallelMistral::TensorParallelMistral(const ShardManifest& manifest, cons
         const TensorView v = ndim == 1 ? make_view_1d(e->data.data(), e->dtype, p.cols)
                                        : make_view_2d(e->data.data(), e->dtype, p.rows, p.cols);
         if (layout_.cut(n.role, r).strategy == TensorParallelStrategy::None) {
-          slot(d.weights, n.role, li) = v;  // replicated: a view of the rank's own mapped file
+          weight_slot(d.weights, n.role, li) = v;  // replicated: a view of the rank's own mapped file
           continue;
         }
         // The rank's shard, copied by its threads into memory on its node.
         d.shards.push_back(par::make_shard(v, TensorParallelStrategy::None, {1, 0}, {.name = name}, &group_->rank(r)));
         d.shard_bytes += d.shards.back().view.bytes();
-        slot(d.weights, n.role, li) = d.shards.back().view;
+        weight_slot(d.weights, n.role, li) = d.shards.back().view;
       }
     }
   });

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/tensor.hpp"
+#include "io/weight_names.hpp"
 #include "model/config.hpp"
 #include "tokenizer/tokenizer.hpp"
 
@@ -30,6 +31,31 @@ struct MistralWeights {
   TensorView final_norm;  // (dim)
   TensorView lm_head;     // (vocab, dim); the embedding when tied
 };
+
+// The view holding weight `role` of layer `layer` (ignored for global roles) in w: the one
+// mapping from the weight-name table's roles to the struct's fields.
+inline TensorView& weight_slot(MistralWeights& w, io::WeightRole role, int layer) {
+  using io::WeightRole;
+  const auto l = static_cast<std::size_t>(layer < 0 ? 0 : layer);
+  switch (role) {
+    case WeightRole::TokenEmbedding: return w.embedding;
+    case WeightRole::OutputNorm: return w.final_norm;
+    case WeightRole::Output: return w.lm_head;
+    case WeightRole::AttnNorm: return w.layers[l].attn_norm;
+    case WeightRole::Wq: return w.layers[l].wq;
+    case WeightRole::Wk: return w.layers[l].wk;
+    case WeightRole::Wv: return w.layers[l].wv;
+    case WeightRole::Wo: return w.layers[l].wo;
+    case WeightRole::FfnNorm: return w.layers[l].ffn_norm;
+    case WeightRole::WGate: return w.layers[l].w_gate;
+    case WeightRole::WUp: return w.layers[l].w_up;
+    case WeightRole::WDown: return w.layers[l].w_down;
+  }
+  return w.embedding;
+}
+inline const TensorView& weight_slot(const MistralWeights& w, io::WeightRole role, int layer) {
+  return weight_slot(const_cast<MistralWeights&>(w), role, layer);
+}
 
 // A loaded checkpoint: immutable, shared by every session that runs it.
 struct LoadedModel {
