@@ -6,10 +6,13 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <memory>
+#include <utility>
 #include <thread>
 #include <vector>
 
 #include "parallel/communicator.hpp"
+#include "parallel/hierarchical_communicator.hpp"
 #include "parallel/rank_group.hpp"
 #include "testing.hpp"
 #include "weft/error.hpp"
@@ -199,6 +202,87 @@ TEST_CASE("communicators driven by a rank group") {
     for (int r = 0; r < 4; ++r)
       for (int i = 0; i < 33; ++i) REQUIRE(result[static_cast<std::size_t>(r * 33 + i)] == static_cast<float>(6 * step + 4 * i));
   }
+}
+
+TEST_CASE("two levels: P simulated processes x L in-process ranks equal the flat world") {
+  // Each "process" is a SharedMemoryWorld of L ranks; an outer world of P ranks joins their
+  // in-process rank 0s, as MPI does across real processes.
+  const std::pair<int, int> shapes[] = {{1, 1}, {1, 3}, {2, 1}, {2, 2}, {3, 2}, {2, 3}};
+  for (const auto& [P, L] : shapes) {
+    CAPTURE(P);
+    CAPTURE(L);
+    const int W = P * L;
+    std::vector<std::unique_ptr<SharedMemoryWorld>> locals;
+    for (int p = 0; p < P; ++p) locals.push_back(std::make_unique<SharedMemoryWorld>(L));
+    SharedMemoryWorld outer(P);
+    std::atomic<int> bad{0}, arrived{0};
+    std::vector<std::thread> threads;
+    auto body = [&](int p, int l) {
+      HierarchicalCommunicator c(locals[static_cast<std::size_t>(p)]->communicator(l), l == 0 ? &outer.communicator(p) : nullptr,
+                                 p, P);
+      if (c.rank() != p * L + l || c.world_size() != W) ++bad;
+      for (int iter = 0; iter < 20; ++iter) {
+        for (std::size_t n : {std::size_t{1}, std::size_t{17}, std::size_t{4097}}) {
+          std::vector<float> d(n);
+          for (std::size_t i = 0; i < n; ++i) d[i] = value(c.rank(), i, iter);
+          c.all_reduce_sum(d.data(), n);
+          for (std::size_t i = 0; i < n; ++i) {
+            // Per process in rank order, then across processes in order.
+            float total = 0;
+            for (int q = 0; q < P; ++q) {
+              float s = value(q * L, i, iter);
+              for (int m = 1; m < L; ++m) s += value(q * L + m, i, iter);
+              total = q == 0 ? s : total + s;
+            }
+            if (std::memcmp(&d[i], &total, sizeof total) != 0) ++bad;
+          }
+        }
+        // all_gather: rank-major blocks; all_gatherv with uneven counts (some ranks send none).
+        const std::size_t m = 3;
+        std::vector<float> in(m), out(m * static_cast<std::size_t>(W), -1.0f);
+        for (std::size_t i = 0; i < m; ++i) in[i] = static_cast<float>(c.rank() * 100 + static_cast<int>(i) + iter);
+        c.all_gather(in.data(), m, out.data());
+        for (int r = 0; r < W; ++r)
+          for (std::size_t i = 0; i < m; ++i)
+            if (out[static_cast<std::size_t>(r) * m + i] != static_cast<float>(r * 100 + static_cast<int>(i) + iter)) ++bad;
+        std::vector<std::size_t> counts(static_cast<std::size_t>(W));
+        std::size_t total = 0, off = 0;
+        for (int r = 0; r < W; ++r) {
+          counts[static_cast<std::size_t>(r)] = static_cast<std::size_t>((r * 5 + iter) % 4);
+          if (r < c.rank()) off += counts[static_cast<std::size_t>(r)];
+          total += counts[static_cast<std::size_t>(r)];
+        }
+        std::vector<float> mine(counts[static_cast<std::size_t>(c.rank())]);
+        for (std::size_t i = 0; i < mine.size(); ++i) mine[i] = static_cast<float>(off + i);
+        std::vector<float> got(total, -1.0f);
+        c.all_gatherv(mine.data(), counts, got.data());
+        for (std::size_t i = 0; i < total; ++i)
+          if (got[i] != static_cast<float>(i)) ++bad;
+        // broadcast from every rank, then a barrier that orders everyone's writes.
+        for (int root = 0; root < W; ++root) {
+          std::vector<char> buf(333, static_cast<char>(c.rank()));
+          if (c.rank() == root)
+            for (std::size_t i = 0; i < buf.size(); ++i) buf[i] = static_cast<char>(i * 3 + static_cast<std::size_t>(root + iter));
+          c.broadcast(buf.data(), buf.size(), root);
+          for (std::size_t i = 0; i < buf.size(); ++i)
+            if (buf[i] != static_cast<char>(i * 3 + static_cast<std::size_t>(root + iter))) ++bad;
+        }
+        arrived.fetch_add(1);
+        c.barrier();
+        if (arrived.load() < (iter + 1) * W) ++bad;
+        c.barrier();
+      }
+    };
+    for (int r = 1; r < W; ++r) threads.emplace_back(body, r / L, r % L);
+    body(0, 0);
+    for (auto& t : threads) t.join();
+    CHECK(bad == 0);
+  }
+  // Only in-process rank 0 talks across processes, and it must.
+  SharedMemoryWorld local(2), outer(2);
+  CHECK_THROWS_AS(HierarchicalCommunicator(local.communicator(1), &outer.communicator(0), 0, 2), weft::UsageError);
+  CHECK_THROWS_AS(HierarchicalCommunicator(local.communicator(0), nullptr, 0, 2), weft::UsageError);
+  CHECK_THROWS_AS(HierarchicalCommunicator(local.communicator(0), &outer.communicator(1), 0, 2), weft::UsageError);
 }
 
 TEST_CASE("world sizes outside [1, 1024] are usage errors") {

@@ -49,12 +49,19 @@ std::vector<int> parse_int_list(const std::string& s, const char* what) {
   }
   return out;
 }
+// " tp4 (2 processes x 2)" for the table.
+std::string ranks_label(int ranks, int processes) {
+  if (ranks <= 1) return "";
+  return " tp" + std::to_string(ranks) +
+         (processes > 1 ? " (" + std::to_string(processes) + " processes x " + std::to_string(ranks / processes) + ")" : "");
+}
 }  // namespace
 
 Runner add_bench(CLI::App& app) {
   struct Args {
     std::string model, threads, batches;
-    int p = 128, n = 64, r = 3, pp = 1, micro_batches = 4, tp = 1;
+    int p = 128, n = 64, r = 3, pp = 1, micro_batches = 4, ranks = 1;
+    std::string tp = "1";
     std::string topology;
     bool json = false, membw = false, stats = false, no_mmap = false;
     std::size_t membw_bytes = std::size_t{1} << 30;
@@ -73,21 +80,31 @@ Runner add_bench(CLI::App& app) {
       ->check(CLI::Range(1, 1024))->capture_default_str();
   sub->add_option("--micro-batches", a->micro_batches, "with --pp: micro-batches in flight")
       ->check(CLI::Range(1, 1024))->capture_default_str();
-  sub->add_option("--tp", a->tp, "tensor-parallel ranks: every layer split over N ranks of threads/N threads each")
-      ->check(CLI::Range(1, 1024))->capture_default_str();
+  auto* tp = sub->add_option("--tp", a->tp,
+                             "tensor-parallel ranks: every layer split over N ranks of threads/N threads each; under "
+                             "mpirun the ranks of all processes (default one per process), or PxL")
+                 ->capture_default_str();
   sub->add_option("--topology", a->topology, "with --tp: place the ranks on an hwloc synthetic topology or XML file (no pinning)");
   sub->add_flag("--json", a->json, "print one JSON document with every number and the configuration");
   sub->add_flag("--membw", a->membw, "measure the read bandwidth at each thread count and report % of it");
   sub->add_option("--membw-bytes", a->membw_bytes, "buffer size of the read test")->check(CLI::Range(1 << 21, 1 << 30 << 4));
   sub->add_flag("--stats", a->stats, "collect and print work-stealing statistics");
   sub->add_flag("--no-mmap", a->no_mmap, "copy the weights into huge-page memory before measuring");
-  return [a] {
+  return [a, tp] {
+    a->ranks = tensor_parallel_ranks(a->tp, tp->count() > 0);
+    Processes& procs = processes();
     const auto load_start = Clock::now();
     auto model = Model::load(a->model, {.mmap = !a->no_mmap});
     const double load_seconds = std::chrono::duration<double>(Clock::now() - load_start).count();
     const ModelInfo& info = model->info();
     std::vector<int> thread_counts = a->threads.empty() ? std::vector<int>{Context(0).threads()}
                                                         : parse_int_list(a->threads, "--threads");
+    if (procs.size() > 1) {
+      if (thread_counts.size() != 1)
+        throw UsageError("bench under mpirun takes one thread count per process (-t N), got '" + a->threads + "'");
+      Context worker_ctx(thread_counts[0]);
+      if (serve_if_not_root(model, worker_ctx)) return 0;
+    }
     nlohmann::ordered_json doc;
     doc["model"] = {{"path", info.source},           {"format", info.format},         {"architecture", info.architecture},
                     {"dtype", info.weight_dtype},      {"dim", info.dim},               {"hidden_dim", info.hidden_dim},
@@ -95,7 +112,7 @@ Runner add_bench(CLI::App& app) {
                     {"vocab_size", info.vocab_size},   {"sliding_window", info.sliding_window},
                     {"weight_bytes", info.weight_bytes}, {"decode_bytes_per_token", info.decode_bytes}};
     const std::vector<int> batch_sizes = a->batches.empty() ? std::vector<int>{} : parse_int_list(a->batches, "--batch");
-    doc["config"] = {{"n_prompt", a->p}, {"batch", batch_sizes}, {"pipeline_stages", a->pp}, {"micro_batches", a->micro_batches}, {"tensor_parallel", a->tp}, {"n_gen", a->n}, {"repetitions", a->r}, {"threads", thread_counts},
+    doc["config"] = {{"n_prompt", a->p}, {"batch", batch_sizes}, {"pipeline_stages", a->pp}, {"micro_batches", a->micro_batches}, {"tensor_parallel", a->ranks}, {"processes", procs.size()}, {"n_gen", a->n}, {"repetitions", a->r}, {"threads", thread_counts},
                      {"membw", a->membw}, {"membw_bytes", a->membw_bytes}, {"mmap", !a->no_mmap}, {"load_seconds", load_seconds}, {"reference_kernels", std::getenv("WEFT_REFERENCE") != nullptr},
                      {"isa", std::getenv("WEFT_ISA") ? std::getenv("WEFT_ISA") : "auto"}};
     doc["results"] = nlohmann::ordered_json::array();
@@ -115,7 +132,8 @@ Runner add_bench(CLI::App& app) {
       }
       Context ctx(threads);
       if (a->stats) ctx.set_stats(true);
-      Session session(model, ctx, {.context = std::max(a->p, a->n) + 1, .tp = a->tp, .topology = a->topology});
+      Session session(model, ctx, {.context = std::max(a->p, a->n) + 1, .tp = a->ranks, .topology = a->topology,
+                                   .processes = &procs});
       const auto prompt = bench_tokens(std::max(a->p, 1), info.vocab_size, 42);
       const auto gen = bench_tokens(std::max(a->n, 1), info.vocab_size, 7);
       // Warm-up: fault the mapped weights in and let the threads start.
@@ -123,7 +141,7 @@ Runner add_bench(CLI::App& app) {
       session.decode(gen[0]);
       if (a->stats) ctx.reset_stats();
 
-      std::vector<double> pp, tg;
+      std::vector<double> pp, tg, comm_ms;  // comm_ms: time inside messages to other processes per decoded token
       for (int rep = 0; rep < a->r; ++rep) {
         if (a->p > 0) {
           session.reset();
@@ -133,9 +151,11 @@ Runner add_bench(CLI::App& app) {
         }
         if (a->n > 0) {
           session.reset();
+          procs.reset_stats();
           const auto t0 = Clock::now();
           for (int i = 0; i < a->n; ++i) session.decode(gen[static_cast<std::size_t>(i)]);
           tg.push_back(a->n / std::chrono::duration<double>(Clock::now() - t0).count());
+          if (procs.size() > 1) comm_ms.push_back(procs.stats().seconds * 1e3 / a->n);
         }
       }
       auto report = [&](const char* test, int tokens, const std::vector<double>& v) {
@@ -146,9 +166,10 @@ Runner add_bench(CLI::App& app) {
         const double pct = decode && roof > 0 ? 100.0 * gbs / roof : 0.0;
         nlohmann::ordered_json row = {{"test", std::string(test) + std::to_string(tokens)}, {"threads", threads},
                                       {"tokens", tokens}, {"tokens_per_s_mean", s.mean}, {"tokens_per_s_sd", s.sd},
-                                      {"samples", s.samples}, {"tensor_parallel", a->tp}};
+                                      {"samples", s.samples}, {"tensor_parallel", a->ranks}, {"processes", procs.size()}};
         if (decode) {
           row["bytes_per_token"] = info.decode_bytes;
+          if (!comm_ms.empty()) row["comm_ms_per_token_mean"] = stat_of(comm_ms).mean;
           row["gbs"] = gbs;
           if (roof > 0) row["read_bw_gbs"] = roof, row["pct_of_read_bw"] = pct;
         }
@@ -161,7 +182,10 @@ Runner add_bench(CLI::App& app) {
           if (decode && roof > 0) std::snprintf(pc, sizeof pc, "%.0f%% of %.1f", pct, roof);
           std::printf("| %s | %s | %.2f | %d | %s%d%s | %.2f ± %.2f | %s | %s |\n", info.source.c_str(),
                       info.weight_dtype.c_str(), static_cast<double>(info.weight_bytes) / 1e9, threads, test, tokens,
-                      a->tp > 1 ? (" tp" + std::to_string(a->tp)).c_str() : "", s.mean, s.sd, gb, pc);
+                      ranks_label(a->ranks, procs.size()).c_str(), s.mean, s.sd, gb, pc);
+          if (decode && !comm_ms.empty())
+            std::printf("|  |  |  |  | tg%d: messages between the %d processes | %.3f ms/token | | |\n", tokens,
+                        procs.size(), stat_of(comm_ms).mean);
         }
       };
       report("pp", a->p, pp);
@@ -172,7 +196,8 @@ Runner add_bench(CLI::App& app) {
       for (int b : batch_sizes) {
         if (a->n <= 0) break;
         BatchSession batch(model, ctx, {.max_sequences = b, .context = a->n + 17, .pipeline_stages = a->pp,
-                                        .micro_batches = a->micro_batches, .tp = a->tp, .topology = a->topology});
+                                        .micro_batches = a->micro_batches, .tp = a->ranks, .topology = a->topology,
+                                        .processes = &procs});
         std::vector<int> seqs;
         for (int i = 0; i < b; ++i) seqs.push_back(batch.open());
         std::vector<double> agg;

@@ -13,13 +13,22 @@ namespace weft::cli {
 
 namespace {
 struct GenerateArgs {
-  std::string model, tokenizer, prompt, prompts_file;
-  int n = 128, threads = 0, context = 0, batch = 8, pp = 1, micro_batches = 4, tp = 1;
+  std::string model, shard_dir, tokenizer, prompt, prompts_file;
+  int n = 128, threads = 0, context = 0, batch = 8, pp = 1, micro_batches = 4;
+  std::string tp = "1";
+  int ranks = 1;  // tensor-parallel ranks over all processes (from --tp)
   std::string topology;
   bool echo = false, no_mmap = false, json = false;
   SamplerOptions sampler;
   std::int64_t seed = -1;
 };
+// " in 4 tensor-parallel ranks (2 processes x 2)" for the timing line.
+std::string ranks_text(int ranks) {
+  if (ranks <= 1) return "";
+  const int procs = processes().size();
+  return " in " + std::to_string(ranks) + " tensor-parallel ranks" +
+         (procs > 1 ? " (" + std::to_string(procs) + " processes x " + std::to_string(ranks / procs) + ")" : "");
+}
 }  // namespace
 
 // --prompts-file: every non-empty line is a prompt; results are printed in input order as soon
@@ -49,7 +58,7 @@ int run_prompts_file(const GenerateArgs& a, const std::shared_ptr<const Model>& 
   }
   BatchSession batch(model, ctx, {.max_sequences = std::min<int>(a.batch, static_cast<int>(prompts.size())),
                                   .context = context, .pipeline_stages = a.pp, .micro_batches = a.micro_batches,
-                                  .tp = a.tp, .topology = a.topology});
+                                  .tp = a.ranks, .topology = a.topology, .processes = &processes()});
   std::map<std::size_t, std::string> ready;  // finished out of order, waiting for earlier prompts
   std::size_t printed = 0;
   const BatchGenerateResult r = generate_batch(batch, prompts, opts, [&](std::size_t i, const std::string& text,
@@ -86,7 +95,11 @@ int run_prompts_file(const GenerateArgs& a, const std::shared_ptr<const Model>& 
 Runner add_generate(CLI::App& app) {
   auto a = std::make_shared<GenerateArgs>();
   CLI::App* sub = app.add_subcommand("generate", "Generate text from a prompt (text to stdout, timings to stderr)");
-  sub->add_option("-m,--model", a->model, "Hugging Face directory or llama2.c .bin")->required();
+  auto* model = sub->add_option("-m,--model", a->model, "Hugging Face directory, GGUF file, llama2.c .bin or weft shard directory");
+  auto* shards = sub->add_option("--shard-dir", a->shard_dir,
+                                 "a directory written by `weft shard`: each rank (and process) reads only its own shard file")
+                     ->check(CLI::ExistingDirectory);
+  model->excludes(shards);
   sub->add_option("-z,--tokenizer", a->tokenizer, "tokenizer.model or llama2.c tokenizer.bin (default: the model's)");
   auto* prompt = sub->add_option("-p,--prompt", a->prompt, "prompt text");
   auto* file = sub->add_option("--prompts-file", a->prompts_file,
@@ -100,8 +113,11 @@ Runner add_generate(CLI::App& app) {
       ->check(CLI::Range(1, 1024))->capture_default_str();
   sub->add_option("--micro-batches", a->micro_batches, "with --pp: micro-batches in flight")
       ->check(CLI::Range(1, 1024))->capture_default_str();
-  sub->add_option("--tp", a->tp, "tensor-parallel ranks: every layer split over N ranks of threads/N threads each")
-      ->check(CLI::Range(1, 1024))->capture_default_str();
+  auto* tp = sub->add_option("--tp", a->tp,
+                             "tensor-parallel ranks: every layer split over N ranks of threads/N threads each; under "
+                             "mpirun N counts the ranks of all processes (default: one per process), and PxL means P "
+                             "processes x L ranks each")
+                 ->capture_default_str();
   sub->add_option("--topology", a->topology,
                   "with --tp: place the ranks on an hwloc synthetic topology or XML file instead of this machine (no pinning)");
   sub->add_option("-n,--n-predict", a->n, "tokens to generate")->check(CLI::Range(0, 1 << 24))->capture_default_str();
@@ -116,17 +132,21 @@ Runner add_generate(CLI::App& app) {
   sub->add_option("-s,--seed", a->seed, "random seed (-1: random)")->capture_default_str();
   sub->add_flag("--echo", a->echo, "print the prompt before the generated text");
   sub->add_flag("--no-mmap", a->no_mmap, "copy the weights into huge-page memory (slower load, faster decode)");
-  return [a, prompt] {
+  return [a, prompt, tp] {
     if (a->seed < 0) a->sampler.seed = std::random_device{}();
     else a->sampler.seed = static_cast<std::uint64_t>(a->seed);
     // An explicitly empty -p "" goes on to generate(), which names the problem itself.
     if (a->prompts_file.empty() && prompt->count() == 0)
       throw UsageError("generate: give a prompt with -p/--prompt or a file of prompts with --prompts-file");
-    auto model = Model::load(a->model, {.tokenizer_path = a->tokenizer, .mmap = !a->no_mmap});
+    if (a->model.empty() && a->shard_dir.empty()) throw UsageError("generate: give a model with -m/--model or --shard-dir");
+    a->ranks = tensor_parallel_ranks(a->tp, tp->count() > 0);
+    auto model = Model::load(a->shard_dir.empty() ? a->model : a->shard_dir,
+                             {.tokenizer_path = a->tokenizer, .mmap = !a->no_mmap});
     Context ctx(a->threads);
+    if (serve_if_not_root(model, ctx)) return 0;
     if (!a->prompts_file.empty()) return run_prompts_file(*a, model, ctx);
     if (a->pp > 1) throw UsageError("generate: --pp needs --prompts-file (pipelining helps only many sequences)");
-    Session session(model, ctx, {.context = a->context, .tp = a->tp, .topology = a->topology});
+    Session session(model, ctx, {.context = a->context, .tp = a->ranks, .topology = a->topology, .processes = &processes()});
     GenerateOptions opts;
     opts.max_tokens = a->n;
     opts.sampler = a->sampler;
@@ -147,7 +167,7 @@ Runner add_generate(CLI::App& app) {
                  "weft: prompt %zu tokens in %.1f ms (%.1f tokens/s); decode %zu tokens in %.1f ms "
                  "(%.1f tokens/s, %.2f ms/token)%s\n",
                  model->info().source.c_str(), model->info().architecture.c_str(), model->info().weight_dtype.c_str(),
-                 ctx.threads(), a->tp > 1 ? (" in " + std::to_string(a->tp) + " tensor-parallel ranks").c_str() : "",
+                 ctx.threads(), ranks_text(a->ranks).c_str(),
                  static_cast<unsigned long long>(opts.sampler.seed), r.prompt_ids.size(),
                  r.prompt_seconds * 1e3, pp, decoded, r.decode_seconds * 1e3, tg,
                  decoded ? r.decode_seconds * 1e3 / decoded : 0.0,

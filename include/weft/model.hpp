@@ -16,6 +16,8 @@
 
 namespace weft {
 
+class Processes;
+
 struct ModelInfo {
   std::string source;        // path it was loaded from
   std::string format;        // "safetensors", "gguf" or "llama2c"
@@ -86,6 +88,10 @@ struct SessionOptions {
   // rounding. A model loaded from a `weft shard` directory runs with the directory's world size.
   int tp = 1;
   std::string topology{};  // "": place the ranks on this machine; else an hwloc synthetic string or XML file (no pinning)
+  // The processes of an MPI job (weft/processes.hpp), on rank 0: with more than one, tp counts the
+  // ranks of all processes (a multiple of them; tp / processes in each) and every step runs on all
+  // of them, the others following in Processes::serve().
+  Processes* processes = nullptr;
 };
 
 // One sequence: its KV cache, activations and position. Not thread-safe; use one per thread.
@@ -128,6 +134,7 @@ struct BatchOptions {
   int micro_batches = 4;
   int tp = 1;            // tensor-parallel ranks, as SessionOptions::tp
   std::string topology{};  // as SessionOptions::topology
+  Processes* processes = nullptr;  // as SessionOptions::processes
 };
 
 // Several sequences, each with its own KV cache and position, decoded together: one decode step

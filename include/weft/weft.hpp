@@ -5,6 +5,7 @@
 #include "weft/model.hpp"
 #include "weft/parallel.hpp"
 #include "weft/plan.hpp"
+#include "weft/processes.hpp"
 #include "weft/quantize.hpp"
 #include "weft/system.hpp"
 #include "weft/sampler.hpp"

@@ -6,9 +6,12 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
 
 #include "model/forward.hpp"
+#include "model/model_impl.hpp"
 #include "model/pipeline_model.hpp"
+#include "model/processes_impl.hpp"
 #include "model/tensor_parallel_model.hpp"
 #include "model/weights.hpp"
 #include "parallel/exec_context.hpp"
@@ -17,12 +20,6 @@
 
 namespace weft {
 
-struct Model::Impl {
-  model::LoadedModel loaded;
-  ModelInfo info;
-  std::optional<Tokenizer> tokenizer;
-  std::shared_ptr<const model::ShardManifest> shards;  // set for a `weft shard` directory (no weights in `loaded`)
-};
 
 namespace {
 ModelInfo describe(const model::LoadedModel& m) {
@@ -139,6 +136,29 @@ int context_length(const model::MistralConfig& c, int requested) {
 
 }  // namespace
 
+// Rank 0's side of a session over the processes of an MPI job: Open was posted when it was
+// made, Close is posted when it ends (moves hand that over).
+class ProcessLink {
+ public:
+  ProcessLink() = default;
+  explicit ProcessLink(Processes::Impl* p) : p_(p) {}
+  ProcessLink(ProcessLink&& o) noexcept : p_(std::exchange(o.p_, nullptr)) {}
+  ProcessLink& operator=(ProcessLink&& o) noexcept {
+    if (this != &o) {
+      if (p_) p_->close();
+      p_ = std::exchange(o.p_, nullptr);
+    }
+    return *this;
+  }
+  ~ProcessLink() {
+    if (p_) p_->close();
+  }
+  Processes::Impl* get() const noexcept { return p_; }
+
+ private:
+  Processes::Impl* p_ = nullptr;
+};
+
 // What Session and BatchSession share: sequences, each with its KV cache and position, and one set
 // of activations for blocks of up to max_block rows.
 struct SequenceSet {
@@ -158,12 +178,15 @@ struct SequenceSet {
   std::unique_ptr<model::TensorParallelMistral> tp;
   std::unique_ptr<model::TensorParallelMistral::State> tp_state;
   std::vector<model::TensorParallelMistral::Run> tp_runs;
+  // Several processes (an MPI job): rank 0 posts each step to the others before running it.
+  ProcessLink processes;
 
   int capacity = 0;     // positions each sequence's KV cache holds
   bool rolling = false;  // a sliding-window cache of `capacity` slots: unlimited positions
 
   SequenceSet(std::shared_ptr<const Model> m, Context& context, int context_positions, int block_size, int sequences,
-              int pipeline_stages = 1, int micro_batches = 4, int tp_size = 1, const std::string& topology = {}) {
+              int pipeline_stages = 1, int micro_batches = 4, int tp_size = 1, const std::string& topology = {},
+              Processes* procs = nullptr) {
     if (!m) throw UsageError("Session: model is null");
     if (block_size <= 0) throw UsageError("block_size must be positive, got " + std::to_string(block_size));
     if (pipeline_stages < 1) throw UsageError("pipeline_stages must be at least 1, got " + std::to_string(pipeline_stages));
@@ -176,6 +199,35 @@ struct SequenceSet {
     rolling = c.sliding_window > 0 && c.sliding_window < ctx_len;
     capacity = rolling ? c.sliding_window : ctx_len;
     pos.assign(static_cast<std::size_t>(sequences), 0);
+    if (procs != nullptr && procs->size() > 1) {
+      if (!procs->is_root())
+        throw UsageError("rank " + std::to_string(procs->rank()) + " of the MPI job cannot open sessions: rank 0 drives "
+                         "them and the other processes call Processes::serve()");
+      if (pipeline_stages > 1)
+        throw UsageError("pipeline stages across processes are not supported by this session (pipeline_stages " +
+                         std::to_string(pipeline_stages) + " under " + std::to_string(procs->size()) + " processes)");
+      const int n = tensor_parallel_size(*model, tp_size);
+      if (n < procs->size())
+        throw UsageError("the " + std::to_string(procs->size()) + " processes of the MPI job split the model by tensor "
+                         "parallelism: tp must be a multiple of them, got " + std::to_string(std::max(n, 1)));
+      // The checks every process would make when it builds its ranks, made here before Open so
+      // that a bad configuration ends with rank 0's message, not with every process failing.
+      if (n % procs->size() != 0)
+        throw UsageError("tensor-parallel size " + std::to_string(n) + " is not a multiple of the " +
+                         std::to_string(procs->size()) + " processes (each process holds the same number of ranks)");
+      if (!topology.empty())
+        throw UsageError("a topology describes one machine; under MPI each process places its ranks on its own host "
+                         "(drop --topology)");
+      const auto& lm = model->impl().loaded;
+      (void)model::TensorParallelLayout::make(c, n, lm.weights.layers.empty() ? DType::F32 : lm.weights.layers[0].w_down.dtype);
+      model::OpenSession o{.mode = 1, .ranks = n, .micro_batches = 1, .sequences = sequences, .context = ctx_len,
+                           .block = block, .dim = c.dim, .n_layers = c.n_layers, .n_heads = c.n_heads,
+                           .n_kv_heads = c.n_kv_heads, .hidden_dim = c.hidden_dim, .vocab_size = c.vocab_size};
+      procs->impl().open(o);
+      processes = ProcessLink(&procs->impl());
+      use_tensor_parallel(context, n, topology, sequences, ctx_len, block);
+      return;
+    }
     if (const int n = tensor_parallel_size(*model, tp_size); n > 0) {
       if (pipeline_stages > 1) throw UsageError("tensor and pipeline parallelism cannot be combined yet (tp " +
                                                 std::to_string(n) + ", pipeline_stages " + std::to_string(pipeline_stages) + ")");
@@ -214,7 +266,8 @@ struct SequenceSet {
 
   // Splits the model over n ranks (or loads the shard directory's files, one per rank).
   void use_tensor_parallel(Context& context, int n, const std::string& topology, int sequences, int ctx_len, int block) {
-    const model::TensorParallelOptions o{.tp = n, .threads = context.threads(), .topology = topology};
+    const model::TensorParallelOptions o{.tp = n, .threads = context.threads(), .topology = topology,
+                                         .processes = processes.get() ? processes.get()->communicator() : nullptr};
     const Model::Impl& mi = model->impl();
     tp = mi.shards ? std::make_unique<model::TensorParallelMistral>(*mi.shards, o)
                    : std::make_unique<model::TensorParallelMistral>(mi.loaded, o);
@@ -272,6 +325,7 @@ struct SequenceSet {
       const int n = static_cast<int>(std::min<std::size_t>(state.max_block, tokens.size() - b));
       if (tp) {
         const model::TensorParallelMistral::Run r{.seq = static_cast<int>(seq), .first_row = 0, .n_rows = n, .pos0 = pos[seq]};
+        if (processes.get()) processes.get()->post_forward({&r, 1}, tokens.data() + b, n, all_logits);
         tp->forward(*tp_state, {&r, 1}, tokens.data() + b, n, all_logits, state.logits.data());
       } else {
         model::forward_block(m.config, m.weights, *exec, caches[seq], state, tokens.data() + b, n, pos[seq], all_logits);
@@ -296,6 +350,7 @@ struct SequenceSet {
       tp_runs.clear();
       for (std::size_t i = 0; i < seqs.size(); ++i)
         tp_runs.push_back({.seq = seqs[i], .first_row = static_cast<int>(i), .n_rows = 1, .pos0 = pos[static_cast<std::size_t>(seqs[i])]});
+      if (processes.get()) processes.get()->post_forward(tp_runs, tokens.data(), static_cast<int>(tokens.size()), false);
       tp->forward(*tp_state, tp_runs, tokens.data(), static_cast<int>(tokens.size()), false, state.logits.data());
       for (int q : seqs) ++pos[static_cast<std::size_t>(q)];
       check_finite(static_cast<int>(seqs.size()), pos[static_cast<std::size_t>(seqs[0])] - 1);
@@ -320,7 +375,7 @@ struct Session::Impl {
 
 Session::Session(std::shared_ptr<const Model> model, Context& context, const SessionOptions& options)
     : impl_(std::make_unique<Impl>(SequenceSet(std::move(model), context, options.context, options.block_size, 1, 1, 4,
-                                               options.tp, options.topology))) {}
+                                               options.tp, options.topology, options.processes))) {}
 
 Session::~Session() = default;
 
@@ -366,7 +421,7 @@ BatchSession::BatchSession(std::shared_ptr<const Model> model, Context& context,
     throw UsageError("max_sequences must be positive, got " + std::to_string(options.max_sequences));
   impl_ = std::make_unique<Impl>(
       SequenceSet(std::move(model), context, options.context, options.block_size, options.max_sequences,
-                  options.pipeline_stages, options.micro_batches, options.tp, options.topology),
+                  options.pipeline_stages, options.micro_batches, options.tp, options.topology, options.processes),
       options.max_sequences);
 }
 

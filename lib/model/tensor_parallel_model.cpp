@@ -12,6 +12,7 @@
 #include <sstream>
 #include <thread>
 
+#include "parallel/hierarchical_communicator.hpp"
 #include "parallel/placement.hpp"
 #include "parallel/topology.hpp"
 #include "weft/error.hpp"
@@ -219,8 +220,18 @@ LoadedModel load_shard_info(const ShardManifest& manifest, const std::string& to
 void TensorParallelMistral::start(const TensorParallelOptions& o) {
   debug_ = debug_enabled("tp");
   const int tp = layout_.tp;
+  const int processes = o.processes ? o.processes->world_size() : 1;
+  const int process = o.processes ? o.processes->rank() : 0;
+  if (tp % processes != 0)
+    throw UsageError("tensor-parallel size " + std::to_string(tp) + " is not a multiple of the " +
+                     std::to_string(processes) + " processes (each process holds the same number of ranks)");
+  if (processes > 1 && !o.topology.empty())
+    throw UsageError("a topology describes one machine; under MPI each process places its ranks on its own host "
+                     "(drop --topology)");
+  const int local = tp / processes;
+  first_rank_ = process * local;
   const int total = o.threads > 0 ? o.threads : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-  const int per_rank = std::max(1, total / tp);
+  const int per_rank = std::max(1, total / local);
   if (o.topology.empty()) {
     std::optional<par::Topology> topo;
     try {
@@ -228,26 +239,36 @@ void TensorParallelMistral::start(const TensorParallelOptions& o) {
     } catch (const Error&) {
     }
     const int cores = topo ? static_cast<int>(topo->cores().size()) : 0;
-    if (topo && tp <= cores) {
-      group_ = std::make_unique<par::RankGroup>(*topo, par::place_ranks(*topo, tp, per_rank));
+    if (topo && local <= cores) {
+      group_ = std::make_unique<par::RankGroup>(*topo, par::place_ranks(*topo, local, per_rank));
     } else {
       // More ranks than cores (or no topology): correct, not fast; the ranks share the cores.
       if (!g_warned_oversubscribed.exchange(true))
         std::fprintf(stderr, "weft: warning: %d tensor-parallel ranks on %d cores: the ranks share cores and run unpinned\n",
-                     tp, cores);
-      group_ = std::make_unique<par::RankGroup>(tp, per_rank);
+                     local, cores);
+      group_ = std::make_unique<par::RankGroup>(local, per_rank);
     }
   } else {
     const par::Topology topo = par::Topology::from_synthetic(o.topology);
-    group_ = std::make_unique<par::RankGroup>(topo, par::place_ranks(topo, tp, per_rank));
+    group_ = std::make_unique<par::RankGroup>(topo, par::place_ranks(topo, local, per_rank));
   }
-  world_ = std::make_unique<par::SharedMemoryWorld>(tp);
+  world_ = std::make_unique<par::SharedMemoryWorld>(local);
   counts_.assign(static_cast<std::size_t>(tp), 0);
-  for (int r = 0; r < tp; ++r) {
+  for (int q = 0; q < tp; ++q) rank_vocab_.push_back(static_cast<std::size_t>(layout_.local_config(q).vocab_size));
+  for (int r = 0; r < local; ++r) {
     auto d = std::make_unique<RankData>();
-    d->config = layout_.local_config(r);
+    d->global_rank = first_rank_ + r;
+    d->config = layout_.local_config(d->global_rank);
     d->weights.layers.resize(static_cast<std::size_t>(layout_.full.n_layers));
-    d->comm = &world_->communicator(r);
+    if (processes == 1) {
+      d->comm = &world_->communicator(r);
+    } else if (local == 1) {
+      d->comm = o.processes;  // one rank per process: the processes' communicator itself
+    } else {
+      process_comms_.push_back(std::make_unique<par::HierarchicalCommunicator>(
+          world_->communicator(r), r == 0 ? o.processes : nullptr, process, processes));
+      d->comm = process_comms_.back().get();
+    }
     ranks_.push_back(std::move(d));
   }
 }
@@ -264,7 +285,7 @@ TensorParallelMistral::TensorParallelMistral(const LoadedModel& model, const Ten
       for (int l = 0; l < layers; ++l) {
         const int li = n.per_layer ? l : -1;
         const TensorView& full = weight_slot(model.weights, n.role, li);
-        const TensorParallelLayout::Cut k = layout_.cut(n.role, r);
+        const TensorParallelLayout::Cut k = layout_.cut(n.role, d.global_rank);
         if (k.strategy == TensorParallelStrategy::None) {
           weight_slot(d.weights, n.role, li) = full;  // replicated: a view of the shared model
           continue;
@@ -291,7 +312,8 @@ TensorParallelMistral::TensorParallelMistral(const ShardManifest& manifest, cons
   start(options);
   group_->run([&](int r) {
     RankData& d = *ranks_[static_cast<std::size_t>(r)];
-    const std::string path = (fs::path(manifest.dir) / manifest.files[static_cast<std::size_t>(r)]).string();
+    const int g = d.global_rank;
+    const std::string path = (fs::path(manifest.dir) / manifest.files[static_cast<std::size_t>(g)]).string();
     d.files.push_back(path);
     d.file = std::make_unique<io::SafetensorsFile>(path);
     const io::SafetensorsFile& f = *d.file;
@@ -303,7 +325,7 @@ TensorParallelMistral::TensorParallelMistral(const ShardManifest& manifest, cons
         const int li = n.per_layer ? l : -1;
         const std::string name = n.per_layer ? io::layer_name(n.hf, l) : std::string(n.hf);
         const io::SafetensorsEntry* e = f.find(name);
-        if (e == nullptr) throw InputError(path + ": tensor " + name + " is missing (rank " + std::to_string(r) + ")");
+        if (e == nullptr) throw InputError(path + ": tensor " + name + " is missing (rank " + std::to_string(g) + ")");
         // The full shape of the role, then this rank's part of it.
         std::int64_t rows = 1, cols = c.dim;
         int ndim = 1;
@@ -319,17 +341,17 @@ TensorParallelMistral::TensorParallelMistral(const ShardManifest& manifest, cons
           case WeightRole::WDown: rows = c.dim, cols = c.hidden_dim, ndim = 2; break;
           default: break;
         }
-        const TensorParallelLayout::Part p = layout_.part(n.role, r, rows, cols, e->dtype);
+        const TensorParallelLayout::Part p = layout_.part(n.role, g, rows, cols, e->dtype);
         const std::vector<std::int64_t> want = ndim == 1 ? std::vector<std::int64_t>{p.cols} : std::vector<std::int64_t>{p.rows, p.cols};
         if (e->shape != want)
           throw InputError(path + ": tensor " + name + " has shape " +
                            (e->shape.size() == 2 ? shape_text(e->shape[0], e->shape[1], 2)
                                                  : (e->shape.size() == 1 ? shape_text(1, e->shape[0], 1) : "(other)")) +
-                           ", expected " + shape_text(p.rows, p.cols, ndim) + " for rank " + std::to_string(r) + " of " +
+                           ", expected " + shape_text(p.rows, p.cols, ndim) + " for rank " + std::to_string(g) + " of " +
                            std::to_string(layout_.tp));
         const TensorView v = ndim == 1 ? make_view_1d(e->data.data(), e->dtype, p.cols)
                                        : make_view_2d(e->data.data(), e->dtype, p.rows, p.cols);
-        if (layout_.cut(n.role, r).strategy == TensorParallelStrategy::None) {
+        if (layout_.cut(n.role, g).strategy == TensorParallelStrategy::None) {
           weight_slot(d.weights, n.role, li) = v;  // replicated: a view of the rank's own mapped file
           continue;
         }
@@ -352,9 +374,10 @@ int TensorParallelMistral::threads_per_rank() const noexcept { return group_->si
 
 void TensorParallelMistral::log_shards() const {
   const MistralConfig& c = layout_.full;
-  for (int r = 0; r < layout_.tp; ++r) {
-    const RankData& d = *ranks_[static_cast<std::size_t>(r)];
-    par::Rank& rk = group_->rank(r);
+  for (int lr = 0; lr < local_ranks(); ++lr) {
+    const RankData& d = *ranks_[static_cast<std::size_t>(lr)];
+    const int r = d.global_rank;
+    par::Rank& rk = group_->rank(lr);
     const LayerWeights& L = d.weights.layers[0];
     auto sh = [](const TensorView& v) { return shape_text(v.rows, v.cols, v.ndim); };
     const int q0 = r * layout_.q_heads;
@@ -384,7 +407,7 @@ std::unique_ptr<TensorParallelMistral::State> TensorParallelMistral::make_state(
   if (sequences < 1 || context < 1 || max_block < 1)
     throw UsageError("tensor-parallel state needs at least one sequence, position and block row");
   auto st = std::make_unique<State>();
-  st->ranks.resize(static_cast<std::size_t>(layout_.tp));
+  st->ranks.resize(ranks_.size());
   st->max_block = max_block;
   const auto vocab = static_cast<std::size_t>(layout_.full.vocab_size);
   group_->run([&](int r) {  // each rank first-touches its caches and activations
@@ -413,8 +436,7 @@ void TensorParallelMistral::forward(State& st, std::span<const Run> runs, const 
   const int tp = layout_.tp;
   const auto rows = static_cast<std::size_t>(all_logits ? n : static_cast<int>(runs.size()));
   const auto vocab = static_cast<std::size_t>(layout_.full.vocab_size);
-  for (int r = 0; r < tp; ++r)
-    counts_[static_cast<std::size_t>(r)] = rows * static_cast<std::size_t>(ranks_[static_cast<std::size_t>(r)]->config.vocab_size);
+  for (int r = 0; r < tp; ++r) counts_[static_cast<std::size_t>(r)] = rows * rank_vocab_[static_cast<std::size_t>(r)];
   group_->run([&](int r) {
     RankData& d = *ranks_[static_cast<std::size_t>(r)];
     State::PerRank& p = st.ranks[static_cast<std::size_t>(r)];
@@ -434,7 +456,7 @@ void TensorParallelMistral::forward(State& st, std::span<const Run> runs, const 
     if (r != 0 || rows == 1) return;
     std::size_t base = 0, col = 0;
     for (int q = 0; q < tp; ++q) {
-      const auto lv = static_cast<std::size_t>(ranks_[static_cast<std::size_t>(q)]->config.vocab_size);
+      const std::size_t lv = rank_vocab_[static_cast<std::size_t>(q)];
       for (std::size_t t = 0; t < rows; ++t) std::memcpy(logits + t * vocab + col, dst + base + t * lv, lv * sizeof(float));
       base += lv * rows;
       col += lv;
@@ -444,8 +466,9 @@ void TensorParallelMistral::forward(State& st, std::span<const Run> runs, const 
   if (debug_) {
     std::uint64_t gathered = 0;
     for (std::size_t c : counts_) gathered += c * sizeof(float);
-    for (int r = 0; r < tp; ++r) {
-      RankData& d = *ranks_[static_cast<std::size_t>(r)];
+    for (auto& dp : ranks_) {
+      RankData& d = *dp;
+      const int r = d.global_rank;
       const std::uint64_t sent = counts_[static_cast<std::size_t>(r)] * sizeof(float);
       std::fprintf(stderr,
                    "weft: tp: step %llu (%d tokens, %zu logits rows): rank %d all-reduced %llu B in %llu calls, gathered "

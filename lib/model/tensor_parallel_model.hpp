@@ -93,9 +93,15 @@ ShardManifest read_shard_manifest(const std::string& dir);
 LoadedModel load_shard_info(const ShardManifest& manifest, const std::string& tokenizer_path);
 
 struct TensorParallelOptions {
-  int tp = 1;            // ranks
-  int threads = 0;       // threads over all ranks (<= 0: the machine's); each rank gets threads / tp, at least 1
+  int tp = 1;            // ranks, over all processes
+  int threads = 0;       // threads of this process (<= 0: the machine's); each of its ranks gets threads / its ranks, at least 1
   std::string topology{};  // "": this machine; else an hwloc synthetic string or XML file (placement only, no pinning)
+  // The processes of an MPI job (rank = this process, world size = processes), or null for one
+  // process. With P processes, each holds tp / P consecutive ranks (process p: ranks p*tp/P ..),
+  // the collectives go inside the process and then across (HierarchicalCommunicator), and every
+  // process must construct the model and call forward() with the same arguments in the same
+  // order. Only this process's thread that constructed the model may call into `processes`.
+  par::Communicator* processes = nullptr;
 };
 
 class TensorParallelMistral {
@@ -112,7 +118,11 @@ class TensorParallelMistral {
   TensorParallelMistral(const TensorParallelMistral&) = delete;
   TensorParallelMistral& operator=(const TensorParallelMistral&) = delete;
 
+  // Ranks over all processes, and those of this process: global ranks first_rank() ..
+  // first_rank() + local_ranks() - 1. The per-rank accessors below take a local rank.
   int world_size() const noexcept { return layout_.tp; }
+  int local_ranks() const noexcept { return static_cast<int>(ranks_.size()); }
+  int first_rank() const noexcept { return first_rank_; }
   const MistralConfig& config() const noexcept { return layout_.full; }
   const TensorParallelLayout& layout() const noexcept { return layout_; }
   const MistralConfig& local_config(int r) const noexcept { return ranks_[static_cast<std::size_t>(r)]->config; }
@@ -156,7 +166,8 @@ class TensorParallelMistral {
   // forward_runs() over the ranks: tokens[0..n) as `runs` (covering rows 0..n-1 in order), keys
   // and values appended to each run's sequence caches. Writes full logits rows to `logits`
   // ([rows][vocab]: every row when all_logits, else one per run). Call from one thread at a time
-  // (the one that drives the group); positions and ids are checked by the caller.
+  // (the one that drives the group); positions and ids are checked by the caller. With several
+  // processes every process calls it with the same arguments; each gets the full logits.
   void forward(State& state, std::span<const Run> runs, const std::int32_t* tokens, int n, bool all_logits,
                float* logits);
 
@@ -171,6 +182,7 @@ class TensorParallelMistral {
     std::unique_ptr<io::SafetensorsFile> file;  // from a shard directory: the rank's own file
     std::vector<std::string> files;
     std::size_t shard_bytes = 0;
+    int global_rank = 0;
     par::Communicator* comm = nullptr;
     std::uint64_t reduce_bytes = 0, reduce_calls = 0;  // since the last step (WEFT_DEBUG=tp)
   };
@@ -181,8 +193,11 @@ class TensorParallelMistral {
   TensorParallelLayout layout_;
   std::unique_ptr<par::RankGroup> group_;
   std::unique_ptr<par::SharedMemoryWorld> world_;
-  std::vector<std::unique_ptr<RankData>> ranks_;
-  std::vector<std::size_t> counts_;  // logits floats per rank in the current step
+  std::vector<std::unique_ptr<par::Communicator>> process_comms_;  // two-level communicators (several processes)
+  std::vector<std::unique_ptr<RankData>> ranks_;                   // this process's ranks
+  int first_rank_ = 0;                                             // global rank of ranks_[0]
+  std::vector<std::size_t> counts_;      // logits floats per global rank in the current step
+  std::vector<std::size_t> rank_vocab_;  // vocabulary rows of each global rank
   std::uint64_t steps_ = 0;
   bool debug_ = false;
 };

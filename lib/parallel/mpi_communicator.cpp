@@ -486,6 +486,8 @@ const char* command_name(Command c) noexcept {
     case Command::Decode: return "Decode";
     case Command::Reset: return "Reset";
     case Command::Stop: return "Stop";
+    case Command::Open: return "Open";
+    case Command::Close: return "Close";
   }
   return "?";
 }
@@ -528,7 +530,7 @@ StepCommand MpiCommandChannel::receive() {
   MpiCommunicator::Wait wait{"wait for the next command", sizeof w, "bytes", idle_timeout_};
   wait.idle = true;
   comm_.broadcast_with(&w, sizeof w, root_, wait);
-  if (w.magic != kCommandMagic || w.kind > static_cast<std::uint8_t>(Command::Stop) || w.seq != seq_ + 1 ||
+  if (w.magic != kCommandMagic || w.kind > static_cast<std::uint8_t>(kLastCommand) || w.seq != seq_ + 1 ||
       w.position < 0 || w.count < 0)
     throw MpiError("weft: rank " + std::to_string(comm_.rank()) + " received a malformed or out-of-step command (seq " +
                    std::to_string(w.seq) + ", expected " + std::to_string(seq_ + 1) +

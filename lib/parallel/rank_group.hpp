@@ -19,8 +19,10 @@
 
 namespace weft::par {
 
-// What a model step is; the payload travels with it (StepCommand).
-enum class Command : std::uint8_t { Prefill, Decode, Reset, Stop };
+// What a model step is; the payload travels with it (StepCommand). Open and Close start and end
+// a session of the processes of an MPI job (model/processes.cpp); Stop ends the group.
+enum class Command : std::uint8_t { Prefill, Decode, Reset, Stop, Open, Close };
+inline constexpr Command kLastCommand = Command::Close;
 
 // A command and a small payload, read by every rank during the step (the caller keeps any
 // pointed-to data alive and unchanged until dispatch() returns).
