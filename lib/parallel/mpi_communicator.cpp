@@ -414,8 +414,10 @@ void MpiCommunicator::send(const float* data, std::size_t n, int dest, int tag) 
   check_rank(dest, "send", "destination");
   if (dest == rank_) throw UsageError("MPI send: rank " + std::to_string(rank_) + " cannot send to itself");
   MPI_Request req = MPI_REQUEST_NULL;
-  check(MPI_Isend(data, to_int_count(n, "send", "floats"), MPI_FLOAT, dest, tag, p2p_, &req), "MPI_Isend",
-        "send to rank " + std::to_string(dest));
+  // The message is formatted only on failure: a pipeline's decode step must not allocate.
+  if (const int rc = MPI_Isend(data, to_int_count(n, "send", "floats"), MPI_FLOAT, dest, tag, p2p_, &req);
+      rc != MPI_SUCCESS)
+    check(rc, "MPI_Isend", "send to rank " + std::to_string(dest));
   stats_.bytes_sent += n * sizeof(float);
   wait_all({&req, 1}, {&dest, 1}, {"send", n, "floats", timeout_});
 }
@@ -425,8 +427,9 @@ void MpiCommunicator::recv(float* data, std::size_t n, int source, int tag) {
   check_rank(source, "recv", "source");
   if (source == rank_) throw UsageError("MPI recv: rank " + std::to_string(rank_) + " cannot receive from itself");
   MPI_Request req = MPI_REQUEST_NULL;
-  check(MPI_Irecv(data, to_int_count(n, "recv", "floats"), MPI_FLOAT, source, tag, p2p_, &req), "MPI_Irecv",
-        "recv from rank " + std::to_string(source));
+  if (const int rc = MPI_Irecv(data, to_int_count(n, "recv", "floats"), MPI_FLOAT, source, tag, p2p_, &req);
+      rc != MPI_SUCCESS)
+    check(rc, "MPI_Irecv", "recv from rank " + std::to_string(source));
   MPI_Status status;
   wait_all({&req, 1}, {&source, 1}, {"recv", n, "floats", timeout_}, &status);
   int got = 0;
@@ -442,8 +445,9 @@ void MpiCommunicator::send_bytes(const void* data, std::size_t bytes, int dest, 
   check_rank(dest, "send_bytes", "destination");
   if (dest == rank_) throw UsageError("MPI send_bytes: rank " + std::to_string(rank_) + " cannot send to itself");
   MPI_Request req = MPI_REQUEST_NULL;
-  check(MPI_Isend(data, to_int_count(bytes, "send_bytes", "bytes"), MPI_BYTE, dest, tag, p2p_, &req), "MPI_Isend",
-        "send_bytes to rank " + std::to_string(dest));
+  if (const int rc = MPI_Isend(data, to_int_count(bytes, "send_bytes", "bytes"), MPI_BYTE, dest, tag, p2p_, &req);
+      rc != MPI_SUCCESS)
+    check(rc, "MPI_Isend", "send_bytes to rank " + std::to_string(dest));
   stats_.bytes_sent += bytes;
   wait_all({&req, 1}, {&dest, 1}, {"send_bytes", bytes, "bytes", timeout_});
 }
@@ -454,8 +458,9 @@ void MpiCommunicator::recv_bytes(void* data, std::size_t bytes, int source, int 
   if (source == rank_)
     throw UsageError("MPI recv_bytes: rank " + std::to_string(rank_) + " cannot receive from itself");
   MPI_Request req = MPI_REQUEST_NULL;
-  check(MPI_Irecv(data, to_int_count(bytes, "recv_bytes", "bytes"), MPI_BYTE, source, tag, p2p_, &req),
-        "MPI_Irecv", "recv_bytes from rank " + std::to_string(source));
+  if (const int rc = MPI_Irecv(data, to_int_count(bytes, "recv_bytes", "bytes"), MPI_BYTE, source, tag, p2p_, &req);
+      rc != MPI_SUCCESS)
+    check(rc, "MPI_Irecv", "recv_bytes from rank " + std::to_string(source));
   wait_all({&req, 1}, {&source, 1}, {"recv_bytes", bytes, "bytes", timeout_});
 }
 
