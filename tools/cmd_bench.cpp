@@ -91,7 +91,7 @@ Runner add_bench(CLI::App& app) {
   sub->add_flag("--stats", a->stats, "collect and print work-stealing statistics");
   sub->add_flag("--no-mmap", a->no_mmap, "copy the weights into huge-page memory before measuring");
   return [a, tp] {
-    a->ranks = tensor_parallel_ranks(a->tp, tp->count() > 0);
+    a->ranks = tensor_parallel_ranks(a->tp, tp->count() > 0, a->pp > 1);
     Processes& procs = processes();
     const auto load_start = Clock::now();
     auto model = Model::load(a->model, {.mmap = !a->no_mmap});

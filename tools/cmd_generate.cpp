@@ -18,7 +18,7 @@ struct GenerateArgs {
   std::string tp = "1";
   int ranks = 1;  // tensor-parallel ranks over all processes (from --tp)
   std::string topology;
-  bool echo = false, no_mmap = false, json = false;
+  bool echo = false, no_mmap = false, json = false, ignore_eos = false;
   SamplerOptions sampler;
   std::int64_t seed = -1;
 };
@@ -45,6 +45,7 @@ int run_prompts_file(const GenerateArgs& a, const std::shared_ptr<const Model>& 
   GenerateOptions opts;
   opts.max_tokens = a.n;
   opts.sampler = a.sampler;
+  opts.stop_at_eos = !a.ignore_eos;
   int context = a.context;
   if (context == 0) {
     // Enough for the longest prompt plus the new tokens, not the model's whole context per sequence.
@@ -131,6 +132,7 @@ Runner add_generate(CLI::App& app) {
   sub->add_option("--repeat-last-n", a->sampler.repeat_last_n, "tokens the penalty looks back")->check(CLI::Range(0, 1 << 24))->capture_default_str();
   sub->add_option("-s,--seed", a->seed, "random seed (-1: random)")->capture_default_str();
   sub->add_flag("--echo", a->echo, "print the prompt before the generated text");
+  sub->add_flag("--ignore-eos", a->ignore_eos, "keep generating after the end-of-sequence token (until -n or the context is full)");
   sub->add_flag("--no-mmap", a->no_mmap, "copy the weights into huge-page memory (slower load, faster decode)");
   return [a, prompt, tp] {
     if (a->seed < 0) a->sampler.seed = std::random_device{}();
@@ -139,7 +141,7 @@ Runner add_generate(CLI::App& app) {
     if (a->prompts_file.empty() && prompt->count() == 0)
       throw UsageError("generate: give a prompt with -p/--prompt or a file of prompts with --prompts-file");
     if (a->model.empty() && a->shard_dir.empty()) throw UsageError("generate: give a model with -m/--model or --shard-dir");
-    a->ranks = tensor_parallel_ranks(a->tp, tp->count() > 0);
+    a->ranks = tensor_parallel_ranks(a->tp, tp->count() > 0, a->pp > 1);
     auto model = Model::load(a->shard_dir.empty() ? a->model : a->shard_dir,
                              {.tokenizer_path = a->tokenizer, .mmap = !a->no_mmap});
     Context ctx(a->threads);
@@ -150,6 +152,7 @@ Runner add_generate(CLI::App& app) {
     GenerateOptions opts;
     opts.max_tokens = a->n;
     opts.sampler = a->sampler;
+    opts.stop_at_eos = !a->ignore_eos;
     if (a->echo) {
       std::fputs(a->prompt.c_str(), stdout);
       std::fflush(stdout);

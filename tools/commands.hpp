@@ -31,9 +31,10 @@ std::vector<std::int32_t> parse_ids(const std::string& text);
 // The processes of the MPI job this weft runs in (one process when not started by mpirun).
 Processes& processes();
 // --tp: "N" ranks, or "PxL": P processes of the MPI job x L ranks in each. Returns the ranks over
-// all processes; when the option was not given under mpirun, one rank per process. Throws
-// UsageError naming the value when it is malformed or P is not the job's process count.
-int tensor_parallel_ranks(const std::string& text, bool given);
+// all processes; when the option was not given, one rank per process (1 when `pipelined`: the
+// processes are pipeline stages then). Throws UsageError naming the value when it is malformed or
+// P is not the job's process count.
+int tensor_parallel_ranks(const std::string& text, bool given, bool pipelined = false);
 // generate, score and bench once the model is loaded: on rank 0 returns false (go on; the other
 // processes follow its sessions); on the other processes serves rank 0's sessions until it ends
 // and returns true (the command is done here, it prints nothing).

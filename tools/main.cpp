@@ -16,9 +16,9 @@ Processes* g_processes = nullptr;
 
 Processes& processes() { return *g_processes; }
 
-int tensor_parallel_ranks(const std::string& text, bool given) {
+int tensor_parallel_ranks(const std::string& text, bool given, bool pipelined) {
   const Processes& procs = processes();
-  if (!given) return procs.size();
+  if (!given) return pipelined ? 1 : procs.size();
   const std::size_t x = text.find('x');
   auto number = [&](const std::string& part) {
     std::size_t used = 0;

@@ -12,6 +12,9 @@
 #include "model/model_impl.hpp"
 #include "model/pipeline_model.hpp"
 #include "model/processes_impl.hpp"
+#if WEFT_HAVE_MPI
+#include "model/process_pipeline.hpp"
+#endif
 #include "model/tensor_parallel_model.hpp"
 #include "model/weights.hpp"
 #include "parallel/exec_context.hpp"
@@ -180,6 +183,10 @@ struct SequenceSet {
   std::vector<model::TensorParallelMistral::Run> tp_runs;
   // Several processes (an MPI job): rank 0 posts each step to the others before running it.
   ProcessLink processes;
+#if WEFT_HAVE_MPI
+  // Pipeline stages in processes (pipeline_stages = the job's processes): logits in pipeline_logits.
+  std::unique_ptr<model::ProcessPipelineMistral> process_pipeline;
+#endif
 
   int capacity = 0;     // positions each sequence's KV cache holds
   bool rolling = false;  // a sliding-window cache of `capacity` slots: unlimited positions
@@ -203,9 +210,10 @@ struct SequenceSet {
       if (!procs->is_root())
         throw UsageError("rank " + std::to_string(procs->rank()) + " of the MPI job cannot open sessions: rank 0 drives "
                          "them and the other processes call Processes::serve()");
-      if (pipeline_stages > 1)
-        throw UsageError("pipeline stages across processes are not supported by this session (pipeline_stages " +
-                         std::to_string(pipeline_stages) + " under " + std::to_string(procs->size()) + " processes)");
+      if (pipeline_stages > 1) {
+        use_process_pipeline(*procs, context, pipeline_stages, micro_batches, tp_size, sequences, ctx_len, block);
+        return;
+      }
       const int n = tensor_parallel_size(*model, tp_size);
       if (n < procs->size())
         throw UsageError("the " + std::to_string(procs->size()) + " processes of the MPI job split the model by tensor "
@@ -252,6 +260,44 @@ struct SequenceSet {
     runs.reserve(static_cast<std::size_t>(sequences));
   }
 
+  // One pipeline stage per process of the MPI job (process k runs stage k's layers).
+  void use_process_pipeline(Processes& procs, Context& context, int stages, int micro_batches, int tp_size,
+                            int sequences, int ctx_len, int block) {
+    const auto& c = config();
+    if (stages != procs.size())
+      throw UsageError("pipeline stages across processes are one per process: pipeline_stages must be " +
+                       std::to_string(procs.size()) + " under " + std::to_string(procs.size()) + " processes, got " +
+                       std::to_string(stages));
+    if (tp_size > 1) throw UsageError("tensor and pipeline parallelism cannot be combined yet (tp " + std::to_string(tp_size) +
+                                      ", pipeline_stages " + std::to_string(stages) + ")");
+    if (model->impl().shards)
+      throw UsageError(model->info().source + " holds tensor-parallel shards; pipeline stages need the whole model");
+    if (stages > c.n_layers)
+      throw UsageError("pipeline: " + std::to_string(stages) + " stages but the model has only " +
+                       std::to_string(c.n_layers) + " layers (a stage holds at least one layer)");
+    if (micro_batches < 1)
+      throw UsageError("pipeline: micro_batches must be at least 1, got " + std::to_string(micro_batches));
+#if WEFT_HAVE_MPI
+    const model::OpenSession o{.mode = 2, .ranks = stages, .micro_batches = micro_batches, .sequences = sequences,
+                               .context = ctx_len, .block = block, .dim = c.dim, .n_layers = c.n_layers,
+                               .n_heads = c.n_heads, .n_kv_heads = c.n_kv_heads, .hidden_dim = c.hidden_dim,
+                               .vocab_size = c.vocab_size};
+    procs.impl().open(o);
+    processes = ProcessLink(&procs.impl());
+    process_pipeline = std::make_unique<model::ProcessPipelineMistral>(
+        model->impl().loaded, *procs.impl().comm,
+        model::ProcessPipelineOptions{.exec = exec, .max_sequences = sequences, .context = ctx_len, .block = block,
+                                      .micro_batches = micro_batches});
+    pipeline_logits.resize(static_cast<std::size_t>(block) * vocab());
+    step_positions.reserve(static_cast<std::size_t>(sequences));
+#else
+    (void)context;
+    (void)sequences;
+    (void)ctx_len;
+    (void)block;
+#endif
+  }
+
   // The tensor-parallel size to run with; 0 for the single-rank path.
   static int tensor_parallel_size(const Model& m, int requested) {
     if (requested < 1) throw UsageError("tp must be at least 1, got " + std::to_string(requested));
@@ -279,7 +325,13 @@ struct SequenceSet {
 
   const model::MistralConfig& config() const { return model->impl().loaded.config; }
   std::size_t vocab() const { return static_cast<std::size_t>(config().vocab_size); }
-  const float* logits() const { return pipeline ? pipeline_logits.data() : state.logits.data(); }
+  bool pipelined() const {
+#if WEFT_HAVE_MPI
+    if (process_pipeline) return true;
+#endif
+    return pipeline != nullptr;
+  }
+  const float* logits() const { return pipelined() ? pipeline_logits.data() : state.logits.data(); }
 
   void check_ids(std::span<const std::int32_t> tokens) const {
     for (std::int32_t id : tokens)
@@ -315,6 +367,15 @@ struct SequenceSet {
     check_ids(tokens);
     check_room(seq, tokens.size());
     const auto& m = model->impl().loaded;
+#if WEFT_HAVE_MPI
+    if (process_pipeline) {
+      processes.get()->post_prefill(static_cast<int>(seq), pos[seq], tokens);
+      process_pipeline->prefill(static_cast<int>(seq), pos[seq], tokens, pipeline_logits.data());
+      pos[seq] += static_cast<std::int64_t>(tokens.size());
+      check_finite(1, pos[seq] - 1);
+      return;
+    }
+#endif
     if (pipeline) {
       pipeline->prefill(static_cast<int>(seq), pos[seq], tokens, pipeline_logits.data());
       pos[seq] += static_cast<std::int64_t>(tokens.size());
@@ -338,10 +399,16 @@ struct SequenceSet {
 
   // One token for each of the given sequences, in one forward pass; logits row i is seqs[i]'s.
   void step(std::span<const int> seqs, std::span<const std::int32_t> tokens) {
-    if (pipeline) {
+    if (pipelined()) {
       step_positions.clear();
       for (int q : seqs) step_positions.push_back(pos[static_cast<std::size_t>(q)]);
-      pipeline->decode(seqs, step_positions, tokens, pipeline_logits.data());
+#if WEFT_HAVE_MPI
+      if (process_pipeline) {
+        processes.get()->post_decode(seqs, step_positions, tokens);
+        process_pipeline->decode(seqs, step_positions, tokens, pipeline_logits.data());
+      } else
+#endif
+        pipeline->decode(seqs, step_positions, tokens, pipeline_logits.data());
       for (int q : seqs) ++pos[static_cast<std::size_t>(q)];
       check_finite(static_cast<int>(seqs.size()), pos[static_cast<std::size_t>(seqs[0])] - 1);
       return;

@@ -4,9 +4,14 @@
 #include <cstring>
 #include <cstdlib>
 #include <string>
+#include <vector>
+#include <algorithm>
 
 #include "model/model_impl.hpp"
 #include "model/processes_impl.hpp"
+#if WEFT_HAVE_MPI
+#include "model/process_pipeline.hpp"
+#endif
 #include "parallel/exec_context.hpp"
 #include "weft/error.hpp"
 
@@ -197,8 +202,72 @@ void Processes::Impl::post_forward(std::span<const model::TensorParallelMistral:
 #endif
 }
 
+void Processes::Impl::post_prefill(int seq, std::int64_t pos0, std::span<const std::int32_t> tokens) {
+#if WEFT_HAVE_MPI
+  const model::StepHeader h{.op = model::StepHeader::kPipelinePrefill, .items = 1,
+                            .n = static_cast<std::int32_t>(tokens.size()), .pos0 = pos0, .seq = seq};
+  message.clear();
+  append(message, &h, sizeof h);
+  append(message, tokens.data(), tokens.size_bytes());
+  channel->post({.kind = par::Command::Prefill, .count = h.n, .data = message.data()}, message.size());
+#else
+  (void)seq, (void)pos0, (void)tokens;
+#endif
+}
+
+void Processes::Impl::post_decode(std::span<const int> seqs, std::span<const std::int64_t> positions,
+                                  std::span<const std::int32_t> tokens) {
+#if WEFT_HAVE_MPI
+  const model::StepHeader h{.op = model::StepHeader::kPipelineDecode, .items = static_cast<std::int32_t>(seqs.size()),
+                            .n = static_cast<std::int32_t>(tokens.size())};
+  message.clear();
+  append(message, &h, sizeof h);
+  append(message, seqs.data(), seqs.size_bytes());
+  append(message, positions.data(), positions.size_bytes());
+  append(message, tokens.data(), tokens.size_bytes());
+  channel->post({.kind = par::Command::Decode, .count = h.n, .data = message.data()}, message.size());
+#else
+  (void)seqs, (void)positions, (void)tokens;
+#endif
+}
+
 #if WEFT_HAVE_MPI
 namespace {
+
+// Pipeline stages in processes: this process's stage of the session rank 0 opened, then its steps.
+void serve_pipeline(const Model& model, Context& context, Processes::Impl& m, const model::OpenSession& o) {
+  const std::string who = "rank " + std::to_string(m.rank);
+  model::ProcessPipelineMistral pipe(model.impl().loaded, *m.comm,
+                                     {.threads = context.threads(), .max_sequences = o.sequences, .context = o.context,
+                                      .block = o.block, .micro_batches = o.micro_batches});
+  std::vector<int> seqs;
+  std::vector<std::int64_t> positions;
+  std::vector<std::int32_t> tokens;
+  seqs.reserve(static_cast<std::size_t>(o.sequences));
+  positions.reserve(static_cast<std::size_t>(o.sequences));
+  tokens.reserve(static_cast<std::size_t>(std::max(o.block, o.sequences)));
+  for (;;) {
+    const par::StepCommand cmd = m.channel->receive();
+    if (cmd.kind == par::Command::Close) return;
+    PayloadReader in(m.channel->payload(), m.rank);
+    const auto h = in.get<model::StepHeader>();
+    if (cmd.kind == par::Command::Prefill && h.op == model::StepHeader::kPipelinePrefill && h.n >= 1) {
+      in.get(tokens, static_cast<std::size_t>(h.n));
+      in.done();
+      pipe.prefill(h.seq, h.pos0, tokens, nullptr);  // checks seq, positions and ids itself
+    } else if (cmd.kind == par::Command::Decode && h.op == model::StepHeader::kPipelineDecode && h.items >= 0 &&
+               h.items <= o.sequences && h.n == h.items) {
+      in.get(seqs, static_cast<std::size_t>(h.items));
+      in.get(positions, static_cast<std::size_t>(h.items));
+      in.get(tokens, static_cast<std::size_t>(h.n));
+      in.done();
+      pipe.decode(seqs, positions, tokens, nullptr);
+    } else {
+      throw par::MpiError("weft: " + who + ": expected a pipeline step or Close from rank 0, got command " +
+                          std::to_string(static_cast<int>(cmd.kind)) + " (op " + std::to_string(h.op) + ")");
+    }
+  }
+}
 
 // One session on a serving process: the model rank 0 described, then its steps until Close.
 void serve_session(const Model& model, Context& context, Processes::Impl& m, const model::OpenSession& o) {
@@ -216,6 +285,7 @@ void serve_session(const Model& model, Context& context, Processes::Impl& m, con
   differs("num_key_value_heads", o.n_kv_heads, c.n_kv_heads);
   differs("intermediate_size", o.hidden_dim, c.hidden_dim);
   differs("vocab_size", o.vocab_size, c.vocab_size);
+  if (o.mode == 2) return serve_pipeline(model, context, m, o);
   if (o.mode != 1) throw par::MpiError("weft: " + who + ": rank 0 opened a session of unknown kind " + std::to_string(o.mode));
 
   const model::TensorParallelOptions to{.tp = o.ranks, .threads = context.threads(), .processes = m.communicator()};

@@ -71,6 +71,10 @@ struct Processes::Impl {
   // Rank 0: the step every server runs next, before rank 0 runs it itself.
   void post_forward(std::span<const model::TensorParallelMistral::Run> runs, const std::int32_t* tokens, int n,
                     bool all_logits);
+  // Rank 0, pipeline stages in processes: the prefill or decode step every stage runs next.
+  void post_prefill(int seq, std::int64_t pos0, std::span<const std::int32_t> tokens);
+  void post_decode(std::span<const int> seqs, std::span<const std::int64_t> positions,
+                   std::span<const std::int32_t> tokens);
 };
 
 }  // namespace weft
