@@ -12,6 +12,7 @@ CASE:
   shards    `weft shard` then `mpirun -np 2 weft generate --shard-dir DIR`: same text, and each process's
             ranks open only their own shard file (WEFT_DEBUG=tp names the file each rank read)
   errors    bad --tp values under mpirun: exit 1, one clear message, no hang
+  bench     `mpirun -np 2 weft bench` (--tp 2, --pp 2): rank 0 prints every row once
   fault     one process killed or stopped mid-generation: the job ends non-zero within a bounded time,
             with a message naming the silent rank when weft's timeout fires
 Exits 77 (skipped) when ../shared is missing.
@@ -178,6 +179,19 @@ def case_errors(mpirun):
     check(rc == 1 and "start it with mpirun -np 2" in err, f"--tp 2x2 without mpirun: exit {rc}: {err.strip()}")
 
 
+def case_bench(mpirun):
+    # weft bench under mpirun: rank 0 measures and prints, the others serve its sessions one after
+    # another (a single sequence, then a batch), tensor parallel or as pipeline stages.
+    for extra, want in ((["--tp", "2"], ["tg4 tp2 (2 processes x 1)", "tg4 x 2 seq tp2 (2 processes x 1)",
+                                         "messages between the 2 processes"]),
+                        (["--pp", "2"], ["tg4 x 2 seq pp2", "rank 0's messages to the other processes"])):
+        rc, out, err = mpi(mpirun, 2, ["bench", "-m", STORIES, "-p", "8", "-n", "4", "-r", "2", "-t", "1", "-b", "2"]
+                           + extra)
+        check(rc == 0 and all(w in out for w in want) and out.count("| model |") == 1,
+              f"mpirun -np 2 bench {' '.join(extra)}: exit {rc}, rows {want} printed once"
+              + ("" if rc == 0 else f" ({err.strip()[-300:]})"))
+
+
 def rank_pid(mpirun_pid, rank):
     """The pid of the weft process of `rank` that mpirun (mpirun_pid) started."""
     for p in os.listdir("/proc"):
@@ -250,7 +264,7 @@ def main():
         print("WEFT_BIN must name the weft binary")
         return 1
     {"generate": case_generate, "score": case_score, "shards": case_shards, "errors": case_errors,
-     "fault": case_fault}[case](mpirun)
+     "bench": case_bench, "fault": case_fault}[case](mpirun)
     print(f"{len(failures)} failure(s)")
     return 1 if failures else 0
 

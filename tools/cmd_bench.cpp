@@ -132,30 +132,33 @@ Runner add_bench(CLI::App& app) {
       }
       Context ctx(threads);
       if (a->stats) ctx.set_stats(true);
-      Session session(model, ctx, {.context = std::max(a->p, a->n) + 1, .tp = a->ranks, .topology = a->topology,
-                                   .processes = &procs});
       const auto prompt = bench_tokens(std::max(a->p, 1), info.vocab_size, 42);
       const auto gen = bench_tokens(std::max(a->n, 1), info.vocab_size, 7);
-      // Warm-up: fault the mapped weights in and let the threads start.
-      session.prefill(std::span(prompt).first(std::min<std::size_t>(prompt.size(), 16)));
-      session.decode(gen[0]);
-      if (a->stats) ctx.reset_stats();
-
       std::vector<double> pp, tg, comm_ms;  // comm_ms: time inside messages to other processes per decoded token
-      for (int rep = 0; rep < a->r; ++rep) {
-        if (a->p > 0) {
-          session.reset();
-          const auto t0 = Clock::now();
-          session.prefill(prompt);
-          pp.push_back(a->p / std::chrono::duration<double>(Clock::now() - t0).count());
-        }
-        if (a->n > 0) {
-          session.reset();
-          procs.reset_stats();
-          const auto t0 = Clock::now();
-          for (int i = 0; i < a->n; ++i) session.decode(gen[static_cast<std::size_t>(i)]);
-          tg.push_back(a->n / std::chrono::duration<double>(Clock::now() - t0).count());
-          if (procs.size() > 1) comm_ms.push_back(procs.stats().seconds * 1e3 / a->n);
+      // One sequence; not when the processes of an MPI job are pipeline stages (they run batches).
+      // The session closes before the batch tests: the processes hold one session at a time.
+      if (procs.size() == 1 || a->pp == 1) {
+        Session session(model, ctx, {.context = std::max(a->p, a->n) + 1, .tp = a->ranks, .topology = a->topology,
+                                     .processes = &procs});
+        // Warm-up: fault the mapped weights in and let the threads start.
+        session.prefill(std::span(prompt).first(std::min<std::size_t>(prompt.size(), 16)));
+        session.decode(gen[0]);
+        if (a->stats) ctx.reset_stats();
+        for (int rep = 0; rep < a->r; ++rep) {
+          if (a->p > 0) {
+            session.reset();
+            const auto t0 = Clock::now();
+            session.prefill(prompt);
+            pp.push_back(a->p / std::chrono::duration<double>(Clock::now() - t0).count());
+          }
+          if (a->n > 0) {
+            session.reset();
+            procs.reset_stats();
+            const auto t0 = Clock::now();
+            for (int i = 0; i < a->n; ++i) session.decode(gen[static_cast<std::size_t>(i)]);
+            tg.push_back(a->n / std::chrono::duration<double>(Clock::now() - t0).count());
+            if (procs.size() > 1) comm_ms.push_back(procs.stats().seconds * 1e3 / a->n);
+          }
         }
       }
       auto report = [&](const char* test, int tokens, const std::vector<double>& v) {
@@ -200,7 +203,7 @@ Runner add_bench(CLI::App& app) {
                                         .processes = &procs});
         std::vector<int> seqs;
         for (int i = 0; i < b; ++i) seqs.push_back(batch.open());
-        std::vector<double> agg;
+        std::vector<double> agg, step_comm_ms;
         for (int rep = 0; rep < a->r; ++rep) {
           for (int q : seqs) {
             batch.close(q);
@@ -208,12 +211,14 @@ Runner add_bench(CLI::App& app) {
             batch.prefill(q, std::span(prompt).first(std::min<std::size_t>(prompt.size(), 16)));
           }
           std::vector<std::int32_t> step(static_cast<std::size_t>(b));
+          procs.reset_stats();
           const auto t0 = Clock::now();
           for (int i = 0; i < a->n; ++i) {
             std::fill(step.begin(), step.end(), gen[static_cast<std::size_t>(i)]);
             batch.decode(seqs, step);
           }
           agg.push_back(static_cast<double>(b) * a->n / std::chrono::duration<double>(Clock::now() - t0).count());
+          if (procs.size() > 1) step_comm_ms.push_back(procs.stats().seconds * 1e3 / a->n);
         }
         const Stat st = stat_of(agg);
         const double gbs = st.mean / b * static_cast<double>(info.decode_bytes) / 1e9;
@@ -222,12 +227,16 @@ Runner add_bench(CLI::App& app) {
                                       {"tokens_per_s_sd", st.sd}, {"samples", st.samples},
                                       {"tokens_per_s_per_sequence", st.mean / b}, {"weight_gbs", gbs}};
         if (roof > 0) row["read_bw_gbs"] = roof;
+        if (!step_comm_ms.empty()) row["comm_ms_per_step_mean"] = stat_of(step_comm_ms).mean;
         doc["results"].push_back(row);
         if (!a->json)
           std::printf("| %s | %s | %.2f | %d | tg%d x %d seq%s | %.2f ± %.2f | %.1f | |\n", info.source.c_str(),
                       info.weight_dtype.c_str(), static_cast<double>(info.weight_bytes) / 1e9, threads, a->n, b,
-                      a->pp > 1 ? (" pp" + std::to_string(a->pp)).c_str() : "", st.mean,
+                      (a->pp > 1 ? " pp" + std::to_string(a->pp) : ranks_label(a->ranks, procs.size())).c_str(), st.mean,
                       st.sd, gbs);
+        if (!a->json && !step_comm_ms.empty())
+          std::printf("|  |  |  |  | tg%d x %d: rank 0's messages to the other processes | %.3f ms/step | | |\n", a->n, b,
+                      stat_of(step_comm_ms).mean);
       }
       if (a->stats && !a->json) std::printf("\nwork stealing (%d threads): %s\n\n", threads, ctx.stats_text().c_str());
     }
