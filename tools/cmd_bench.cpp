@@ -94,7 +94,7 @@ Runner add_bench(CLI::App& app) {
     a->ranks = tensor_parallel_ranks(a->tp, tp->count() > 0, a->pp > 1);
     Processes& procs = processes();
     const auto load_start = Clock::now();
-    auto model = Model::load(a->model, {.mmap = !a->no_mmap});
+    auto model = Model::load(a->model, {.tokenizer_path = {}, .mmap = !a->no_mmap});
     const double load_seconds = std::chrono::duration<double>(Clock::now() - load_start).count();
     const ModelInfo& info = model->info();
     std::vector<int> thread_counts = a->threads.empty() ? std::vector<int>{Context(0).threads()}
