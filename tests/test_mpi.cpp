@@ -15,6 +15,7 @@
 #include "parallel/communicator.hpp"
 #include "parallel/mpi_command_channel.hpp"
 #include "parallel/mpi_communicator.hpp"
+#include "mpi_doctest_main.hpp"
 #include "testing.hpp"
 
 using weft::par::Command;
@@ -366,16 +367,4 @@ TEST_CASE("WEFT_MPI_SPIN_US sets how long waits poll before sleeping") {
   else ::unsetenv("WEFT_MPI_SPIN_US");
 }
 
-int main(int argc, char** argv) {
-  weft::par::MpiRuntime mpi(&argc, &argv);
-  doctest::Context ctx(argc, argv);
-  ctx.setOption("no-colors", true);  // mpirun forwards the output through a pseudo-terminal
-  if (!mpi.is_root()) ctx.setOption("minimal", true);  // failures only: one summary per run
-  int failed = ctx.run() != 0 ? 1 : 0;
-  // The run passes only if every rank passed.
-  int any = 0;
-  MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  if (any && mpi.is_root() && !failed) std::fprintf(stderr, "test_mpi: another rank failed (see its output above)\n");
-  if (ctx.shouldExit()) return failed;
-  return any;
-}
+int main(int argc, char** argv) { return weft::testing::run_doctest_under_mpi(argc, argv, "test_mpi", false); }

@@ -18,51 +18,15 @@
 #include "model/process_pipeline.hpp"
 #include "model/weights.hpp"
 #include "parallel/exec_context.hpp"
+#include "alloc_counter.hpp"
 #include "parallel/mpi_communicator.hpp"
+#include "mpi_doctest_main.hpp"
 #include "testing.hpp"
 
-// Every malloc-family call in the process is counted while `counting` is set (this executable
-// interposes glibc's allocator, as tests/test_no_alloc.cpp does; Open MPI's allocations included).
-// The MPI tests do not run in sanitizer builds, whose allocator this would replace.
-namespace {
-std::atomic<bool> counting{false};
-std::atomic<long> allocations{0};
-void note() {
-  if (counting.load(std::memory_order_relaxed)) allocations.fetch_add(1, std::memory_order_relaxed);
-}
-}  // namespace
-
-extern "C" {
-void* __libc_malloc(std::size_t);
-void* __libc_calloc(std::size_t, std::size_t);
-void* __libc_realloc(void*, std::size_t);
-void* __libc_memalign(std::size_t, std::size_t);
-void* malloc(std::size_t n) {
-  note();
-  return __libc_malloc(n);
-}
-void* calloc(std::size_t a, std::size_t b) {
-  note();
-  return __libc_calloc(a, b);
-}
-void* realloc(void* p, std::size_t n) {
-  note();
-  return __libc_realloc(p, n);
-}
-void* aligned_alloc(std::size_t a, std::size_t n) {
-  note();
-  return __libc_memalign(a, n);
-}
-void* memalign(std::size_t a, std::size_t n) {
-  note();
-  return __libc_memalign(a, n);
-}
-int posix_memalign(void** out, std::size_t a, std::size_t n) {
-  note();
-  *out = __libc_memalign(a, n);
-  return *out ? 0 : 12;
-}
-}
+// Every malloc-family call in the process is counted while `counting` is set (Open MPI's
+// allocations included). The MPI tests do not run in sanitizer builds.
+using weft::testing::allocations;
+using weft::testing::counting;
 
 using namespace weft;
 using model::ProcessPipelineMistral;
@@ -362,24 +326,4 @@ TEST_CASE("processes constructed with different options, or one with a bad optio
   comm.barrier();
 }
 
-int main(int argc, char** argv) {
-  weft::par::MpiRuntime mpi(&argc, &argv);
-  // Every process sees the same ../shared, so all skip together (exit 77: meson's SKIP).
-  if (!weft::testing::have_shared()) {
-    if (mpi.is_root())
-      std::fprintf(stderr, "SKIP: %s not found; this test needs ../shared (models)\n",
-                   weft::testing::shared_dir().string().c_str());
-    return 77;
-  }
-  doctest::Context ctx(argc, argv);
-  ctx.setOption("no-colors", true);  // mpirun forwards the output through a pseudo-terminal
-  if (!mpi.is_root()) ctx.setOption("minimal", true);  // failures only: one summary per run
-  int failed = ctx.run() != 0 ? 1 : 0;
-  // The run passes only if every process passed.
-  int any = 0;
-  MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  if (any && mpi.is_root() && !failed)
-    std::fprintf(stderr, "test_mpi_pipeline: another process failed (see its output above)\n");
-  if (ctx.shouldExit()) return failed;
-  return any;
-}
+int main(int argc, char** argv) { return weft::testing::run_doctest_under_mpi(argc, argv, "test_mpi_pipeline", true); }

@@ -1,67 +1,15 @@
 // The decode path allocates nothing: every malloc-family call in the process is counted (this
 // executable interposes glibc's allocator), including oneTBB's, and a decode step after warm-up
 // must add none.
-#include <atomic>
 #include <cstdlib>
-#include <malloc.h>
-
 #include <vector>
 
+#include "alloc_counter.hpp"
 #include "testing.hpp"
 #include "weft/weft.hpp"
 
-// Sanitizers bring their own allocator; under them this test has nothing to count.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define WEFT_COUNT_ALLOCATIONS 0
-#else
-#define WEFT_COUNT_ALLOCATIONS 1
-#endif
-
-// Declared in every build: the test cases use them (and skip) under sanitizers too.
-namespace {
-std::atomic<bool> counting{false};
-std::atomic<long> allocations{0};
-[[maybe_unused]] void note() {
-  if (counting.load(std::memory_order_relaxed)) allocations.fetch_add(1, std::memory_order_relaxed);
-}
-}  // namespace
-
-#if WEFT_COUNT_ALLOCATIONS
-extern "C" {
-void* __libc_malloc(std::size_t);
-void* __libc_calloc(std::size_t, std::size_t);
-void* __libc_realloc(void*, std::size_t);
-void* __libc_memalign(std::size_t, std::size_t);
-}
-
-extern "C" {
-void* malloc(std::size_t n) {
-  note();
-  return __libc_malloc(n);
-}
-void* calloc(std::size_t a, std::size_t b) {
-  note();
-  return __libc_calloc(a, b);
-}
-void* realloc(void* p, std::size_t n) {
-  note();
-  return __libc_realloc(p, n);
-}
-void* aligned_alloc(std::size_t a, std::size_t n) {
-  note();
-  return __libc_memalign(a, n);
-}
-void* memalign(std::size_t a, std::size_t n) {
-  note();
-  return __libc_memalign(a, n);
-}
-int posix_memalign(void** out, std::size_t a, std::size_t n) {
-  note();
-  *out = __libc_memalign(a, n);
-  return *out ? 0 : 12;
-}
-}
-#endif
+using weft::testing::allocations;
+using weft::testing::counting;
 
 using namespace weft;
 
