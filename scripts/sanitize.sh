@@ -17,11 +17,18 @@ shift || true
 case "$mode" in asan|tsan|all) ;; *) echo "usage: scripts/sanitize.sh [asan|tsan|all] [meson test args]" >&2; exit 1 ;; esac
 scripts/install-deps.sh >/dev/null || exit 1
 
-# The tests that run threads: the parallel runtime, the model at 1 and 2 threads, the public API
-# and the CLI (which runs the weft binary, itself built with TSan, at -t 2).
-tsan_tests=(parallel model public_api cli memory)
-tsan_targets=(tests/test_parallel tests/test_model test_public_api tests/test_cli tests/test_memory tools/weft
-              models/weft-make-model)
+# The tests that run threads: the parallel runtime; in-process ranks (Rank, RankGroup's driver
+# threads and its atomic waits: topology) and the shared-memory communicator (comm, and the
+# tensor-parallel primitives over it: tensor_parallel); the model at 1 and 2 threads, tensor-parallel
+# (tp_model) and in pipeline stages with batched sequences (batch); the public API; and the CLI
+# (which runs the weft binary, itself built with TSan, at -t 2; plan runs it with --tp 2).
+# test_pipeline is left out: it checks PipelineState's bookkeeping on one thread (the stages'
+# threads run in batch). tsan_canary (TSan builds only) checks that tests/tsan.supp still lets a
+# race between ranks' steps through.
+tsan_tests=(parallel topology comm tensor_parallel model tp_model batch public_api cli plan memory tsan_canary)
+tsan_targets=(tests/test_parallel tests/test_topology tests/test_comm tests/test_tensor_parallel tests/test_model
+              tests/test_tp_model tests/test_batch test_public_api tests/test_cli tests/test_plan tests/test_memory
+              tests/test_tsan_canary tools/weft models/weft-make-model)
 
 summaries=()
 status=0
@@ -39,8 +46,9 @@ run_mode() {  # name builddir sanitize-option [test names...]
   rm -f "$dir/meson-logs/testlog.json"
   local rc=0
   if [ $# -gt 0 ]; then
-    # Only what the named tests run: `meson test` alone would build every target first.
-    meson compile -C "$dir" "${tsan_targets[@]}" || rc=1
+    # Only what the named tests run: `meson test` alone would build every target first. The build
+    # files are regenerated first when a meson.build changed, or a new target would not be found.
+    ninja -C "$dir" build.ninja >/dev/null && meson compile -C "$dir" "${tsan_targets[@]}" || rc=1
     [ $rc -ne 0 ] || meson test -C "$dir" --no-rebuild --print-errorlogs --num-processes 2 --timeout-multiplier 4 \
       "$@" "${extra[@]}" || rc=$?
   else

@@ -1,9 +1,6 @@
 // The weft command line as a user meets it: exit codes, messages, output.
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <array>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -15,29 +12,8 @@ namespace fs = std::filesystem;
 using weft::testing::shared_dir;
 
 namespace {
-struct Result {
-  int code = -1;
-  std::string out, err;
-};
-
-// Runs a shell command line; stdout and stderr captured separately.
-Result run(const std::string& args) {
-  static const fs::path err_file = fs::temp_directory_path() / ("weft_cli_err_" + std::to_string(::getpid()));
-  const std::string cmd = args + " 2>" + err_file.string();
-  Result r;
-  std::FILE* p = ::popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  std::array<char, 4096> buf{};
-  std::size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int status = ::pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  std::ifstream e(err_file);
-  std::stringstream ss;
-  ss << e.rdbuf();
-  r.err = ss.str();
-  return r;
-}
+using Result = weft::testing::CommandResult;
+constexpr auto& run = weft::testing::run_command;  // a shell command line; stdout and stderr captured apart
 
 std::string weft_bin() { return std::getenv("WEFT_BIN"); }
 

@@ -12,11 +12,8 @@
 // (test_tokenizer_unit.cpp), and `-n 0`, `-n -5`, `-t -1`, `--temp -1`, `--top-p 2`, a missing
 // model path, `-z DIR` (test_cli.cpp).
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <array>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -25,7 +22,6 @@
 #include <functional>
 #include <limits>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <vector>
 
 #include "testing.hpp"
@@ -35,11 +31,7 @@ using nlohmann::json;
 
 namespace {
 
-struct Result {
-  int code = -1;  // exit status; 128 + signal when killed; 124 when `timeout` stopped it
-  std::string out, err;
-  double seconds = 0;
-};
+using Result = weft::testing::CommandResult;
 
 const fs::path& tmp_root() {
   static const fs::path dir = [] {
@@ -67,24 +59,7 @@ std::string quote(const std::string& s) {
 // Runs `weft ARGS` under a 60 s `timeout` (a hang becomes exit 124, which fails the case).
 // `runner` goes before the binary (e.g. a command that drops root's privileges).
 Result run_weft(const std::string& args, const std::string& runner = "") {
-  const fs::path err_file = tmp_root() / "stderr";
-  const std::string cmd =
-      "timeout 60 " + runner + quote(std::getenv("WEFT_BIN")) + " " + args + " 2>" + err_file.string();
-  Result r;
-  const auto t0 = std::chrono::steady_clock::now();
-  std::FILE* p = ::popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  std::array<char, 4096> buf{};
-  std::size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int status = ::pclose(p);
-  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  std::ifstream e(err_file);
-  std::stringstream ss;
-  ss << e.rdbuf();
-  r.err = ss.str();
-  return r;
+  return weft::testing::run_command("timeout 60 " + runner + quote(std::getenv("WEFT_BIN")) + " " + args);
 }
 
 // The matrix row: exit code `code`, a "weft: error:" line containing every needle, quickly.

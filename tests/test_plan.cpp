@@ -1,14 +1,10 @@
 // `weft plan`, `weft shard` and `--tp` as a user meets them: exit codes, messages, and a
 // tensor-parallel run printing what the single-rank run prints.
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <array>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <vector>
 
 #include "testing.hpp"
@@ -17,28 +13,8 @@ namespace fs = std::filesystem;
 using weft::testing::shared_dir;
 
 namespace {
-struct Result {
-  int code = -1;
-  std::string out, err;
-};
-
-// Runs a shell command line; stdout and stderr captured separately.
-Result run(const std::string& args) {
-  static const fs::path err_file = fs::temp_directory_path() / ("weft_plan_err_" + std::to_string(::getpid()));
-  Result r;
-  std::FILE* p = ::popen((args + " 2>" + err_file.string()).c_str(), "r");
-  REQUIRE(p != nullptr);
-  std::array<char, 4096> buf{};
-  std::size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int status = ::pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  std::ifstream e(err_file);
-  std::stringstream ss;
-  ss << e.rdbuf();
-  r.err = ss.str();
-  return r;
-}
+using Result = weft::testing::CommandResult;
+constexpr auto& run = weft::testing::run_command;  // a shell command line; stdout and stderr captured apart
 
 std::string weft_bin() { return std::getenv("WEFT_BIN"); }
 std::string tiny() { return (shared_dir() / "models" / "tiny-mistral").string(); }

@@ -1,9 +1,12 @@
-// TensorParallelMistral against the single-rank model: logits within 1e-5 and identical greedy
-// ids at tensor-parallel sizes 1, 2 and 4 (real checkpoints from ../shared), on this machine and
+// TensorParallelMistral against the single-rank model: logits within rounding (tp_tolerance) and
+// identical greedy ids at tensor-parallel sizes 1, 2 and 4 (real checkpoints from ../shared), on this machine and
 // on a synthetic two-node topology; KV-head replication; uneven splits (tp 3 on a model whose
 // heads allow it); the refusals; and shard directories that each rank reads alone.
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <unistd.h>
@@ -61,6 +64,18 @@ std::vector<std::int32_t> greedy(const std::shared_ptr<const Model>& m, const st
   return generate_ids(s, prompt, g, -1, nullptr).ids;
 }
 
+// Tensor-parallel logits differ from one rank's only in the order of float sums (row-parallel
+// partial products, summed by the all-reduce in rank order), an error that scales with the
+// logits. The bound: 32 float epsilons of the largest |logit| of `want`, and at least 1e-5 (the
+// logits of tiny-mistral reach 17: 6.5e-5). Measured: at most 1.1e-5. A fixed 1e-5 failed in
+// the ASan+UBSan build (-O2, instrumented), whose floating-point code alone moves one rank's
+// logits by as much from the release build's (1.2e-5 on the reference kernels).
+double tp_tolerance(std::span<const float> want) {
+  float largest = 0;
+  for (float x : want) largest = std::max(largest, std::fabs(x));
+  return std::max(1e-5, 32.0 * std::numeric_limits<float>::epsilon() * largest);
+}
+
 std::string error_of(auto&& f) {
   try {
     f();
@@ -82,7 +97,7 @@ struct TempDir {
 
 }  // namespace
 
-TEST_CASE("tensor parallel: logits within 1e-5 of one rank and the same 40 greedy ids, tp 2 and 4") {
+TEST_CASE("tensor parallel: logits within rounding of one rank and the same 40 greedy ids, tp 2 and 4") {
   for (const std::string& path : {tiny_path(), stories_path()}) {
     CAPTURE(path);
     auto m = load(path);
@@ -95,7 +110,7 @@ TEST_CASE("tensor parallel: logits within 1e-5 of one rank and the same 40 greed
       CAPTURE(tp);
       for (int block : {64, 5}) {  // the whole prompt in one block, and blocks that straddle the window
         CAPTURE(block);
-        expect_close(score(m, tokens, {.block_size = block, .tp = tp}), flat, 1e-5);
+        expect_close(score(m, tokens, {.block_size = block, .tp = tp}), flat, tp_tolerance(flat));
       }
       CHECK(greedy(m, {1, 5, 9}, 40, {.tp = tp}) == flat_ids);
     }
@@ -111,7 +126,7 @@ TEST_CASE("tensor parallel on a synthetic two-node topology: ranks on different 
     const auto flat_ids = greedy(m, {1, 7}, 40, {});
     for (const auto& [tp, topo] : {std::pair{2, "pack:2 [numa] core:1 pu:1"}, std::pair{4, "pack:2 [numa] core:2 pu:1"}}) {
       CAPTURE(tp);
-      expect_close(score(m, tokens, {.tp = tp, .topology = topo}, tp), flat, 1e-5);
+      expect_close(score(m, tokens, {.tp = tp, .topology = topo}, tp), flat, tp_tolerance(flat));
       CHECK(greedy(m, {1, 7}, 40, {.tp = tp, .topology = topo}) == flat_ids);
     }
   }
@@ -248,7 +263,8 @@ TEST_CASE("tp 3 with uneven MLP and vocabulary splits, on a random model whose h
   std::vector<float> out(static_cast<std::size_t>(n) * c.vocab_size);
   const model::TensorParallelMistral::Run run{.seq = 0, .first_row = 0, .n_rows = n, .pos0 = 0};
   tp.forward(*state, {&run, 1}, tokens.data(), n, true, out.data());
-  expect_close(out, std::span<const float>(st.logits.data(), out.size()), 1e-5);
+  const std::span<const float> want(st.logits.data(), out.size());
+  expect_close(out, want, tp_tolerance(want));
   // Then token by token (one logits row: gathered straight into the output).
   model::KVCache cache1(c, 32);
   auto state1 = tp.make_state(1, 32, 1);
@@ -257,7 +273,8 @@ TEST_CASE("tp 3 with uneven MLP and vocabulary splits, on a random model whose h
     const model::TensorParallelMistral::Run r1{.seq = 0, .first_row = 0, .n_rows = 1, .pos0 = i};
     tp.forward(*state1, {&r1, 1}, tokens.data() + i, 1, false, row.data());
   }
-  expect_close(row, std::span<const float>(st.logits.data() + static_cast<std::size_t>(n - 1) * c.vocab_size, row.size()), 1e-5);
+  const std::span<const float> last(st.logits.data() + static_cast<std::size_t>(n - 1) * c.vocab_size, row.size());
+  expect_close(row, last, tp_tolerance(last));
 }
 
 TEST_CASE("BatchSession with tp 2: sequences decoded together give what each gives alone") {
@@ -280,7 +297,7 @@ TEST_CASE("BatchSession with tp 2: sequences decoded together give what each giv
   const std::vector<std::int32_t> step(3, 42);
   const auto rows = b.decode(seqs, step);
   for (std::size_t i = 0; i < prompts.size(); ++i)
-    expect_close(rows.subspan(i * 512, 512), alone[i], 1e-5);
+    expect_close(rows.subspan(i * 512, 512), alone[i], tp_tolerance(alone[i]));
 }
 
 TEST_CASE("weft shard: one file per rank, each rank reads only its own, logits as unsharded") {
@@ -301,7 +318,8 @@ TEST_CASE("weft shard: one file per rank, each rank reads only its own, logits a
     const auto tokens = some_tokens(17, m->info().vocab_size, 8);
     const auto want = score(m, tokens, {.tp = 2});
     CHECK(score(sharded, tokens, {}) == want);  // the same shards, the same bits
-    expect_close(score(sharded, tokens, {}), score(m, tokens, {}), 1e-5);
+    const auto flat = score(m, tokens, {});
+    expect_close(score(sharded, tokens, {}), flat, tp_tolerance(flat));
     CHECK_THROWS_WITH_AS(score(sharded, tokens, {.tp = 4}), doctest::Contains("holds shards for tensor-parallel size 2, not 4"),
                          UsageError);
     if (path.ends_with(".bin")) {  // the tokenizer came along

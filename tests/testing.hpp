@@ -1,12 +1,18 @@
 #pragma once
 // Helpers shared by weft's tests.
 #include <doctest/doctest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
+#include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <span>
 #include <string>
 
@@ -37,6 +43,39 @@ class ScratchDir {
  private:
   std::filesystem::path path_;
 };
+
+// What a command line did.
+struct CommandResult {
+  int code = -1;  // exit status; 128 + the signal when killed (124 when `timeout` stopped it)
+  std::string out, err;
+  double seconds = 0;  // wall time from start to exit
+};
+
+// Runs a shell command line (/bin/sh, through popen) and waits for it; stdout and stderr are
+// captured separately, stderr through a file in the temporary directory (one per test process,
+// removed after each run). The stderr redirection is appended to the line, so with a pipeline
+// or a list it applies to the last command only.
+inline CommandResult run_command(const std::string& command) {
+  static const std::filesystem::path err_file =
+      std::filesystem::temp_directory_path() / ("weft_test_stderr_" + std::to_string(::getpid()));
+  CommandResult r;
+  const auto t0 = std::chrono::steady_clock::now();
+  std::FILE* p = ::popen((command + " 2>" + err_file.string()).c_str(), "r");
+  REQUIRE(p != nullptr);
+  std::array<char, 4096> buf{};
+  std::size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  const int status = ::pclose(p);
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  {
+    std::ifstream e(err_file, std::ios::binary);
+    r.err.assign(std::istreambuf_iterator<char>(e), std::istreambuf_iterator<char>());
+  }
+  std::error_code ec;
+  std::filesystem::remove(err_file, ec);
+  return r;
+}
 
 // Checks |a[i] - b[i]| <= tol for all i and reports the worst index and values when not.
 inline void expect_close(std::span<const float> a, std::span<const float> b, double tol) {

@@ -3,6 +3,7 @@
 // per-ISA variants live in kernels_<isa>.cpp; isa.cpp chooses among them.
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 
 #include "kernels/dispatch.hpp"
@@ -13,17 +14,28 @@ namespace weft::kernels {
 namespace {
 constexpr int kLanes = 16;
 
+// Element i of a weight row as stored, read with memcpy (a plain load once compiled): a
+// safetensors tensor may start at any byte address (see io/safetensors.hpp), so a 2- or 4-byte
+// element need not be aligned, and loading it through a float* or uint16_t* is undefined
+// (UBSan: "load of misaligned address"). The references read weights the same way.
+template <class U>
+U load_unaligned(const void* p, std::int64_t i) noexcept {
+  U u;
+  std::memcpy(&u, static_cast<const std::byte*>(p) + static_cast<std::size_t>(i) * sizeof(U), sizeof(U));
+  return u;
+}
+
 struct LoadF32 {
-  const float* p;
-  float operator()(std::int64_t i) const noexcept { return p[i]; }
+  const void* p;
+  float operator()(std::int64_t i) const noexcept { return load_unaligned<float>(p, i); }
 };
 struct LoadF16 {
-  const std::uint16_t* p;
-  float operator()(std::int64_t i) const noexcept { return f16_to_f32(p[i]); }
+  const void* p;
+  float operator()(std::int64_t i) const noexcept { return f16_to_f32(load_unaligned<std::uint16_t>(p, i)); }
 };
 struct LoadBF16 {
-  const std::uint16_t* p;
-  float operator()(std::int64_t i) const noexcept { return bf16_to_f32(p[i]); }
+  const void* p;
+  float operator()(std::int64_t i) const noexcept { return bf16_to_f32(load_unaligned<std::uint16_t>(p, i)); }
 };
 
 template <class Load>
@@ -41,9 +53,9 @@ inline float dot_lanes(Load load, const float* x, std::int64_t n) noexcept {
 inline float row_dot(const TensorView& w, std::int64_t r, const float* x) noexcept {
   const void* row = w.row(r);
   switch (w.dtype) {
-    case DType::F32: return dot_lanes(LoadF32{static_cast<const float*>(row)}, x, w.cols);
-    case DType::F16: return dot_lanes(LoadF16{static_cast<const std::uint16_t*>(row)}, x, w.cols);
-    case DType::BF16: return dot_lanes(LoadBF16{static_cast<const std::uint16_t*>(row)}, x, w.cols);
+    case DType::F32: return dot_lanes(LoadF32{row}, x, w.cols);
+    case DType::F16: return dot_lanes(LoadF16{row}, x, w.cols);
+    case DType::BF16: return dot_lanes(LoadBF16{row}, x, w.cols);
     case DType::Q8_0:
     case DType::Q4_0:
     case DType::Q4_K:
@@ -93,11 +105,10 @@ void portable_rmsnorm(const float* x, const TensorView& weight, float eps, float
   const float ss = dot_lanes(LoadF32{x}, x, n);
   const float scale = 1.0f / std::sqrt(ss / static_cast<float>(n) + eps);
   if (weight.dtype == DType::F32) {
-    const float* g = static_cast<const float*>(weight.data);
-    for (std::int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * g[i];
+    for (std::int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * load_unaligned<float>(weight.data, i);
   } else {
     for (std::int64_t i = 0; i < n; ++i) {
-      const auto h = static_cast<const std::uint16_t*>(weight.data)[i];
+      const auto h = load_unaligned<std::uint16_t>(weight.data, i);
       out[i] = x[i] * scale * (weight.dtype == DType::BF16 ? bf16_to_f32(h) : f16_to_f32(h));
     }
   }
