@@ -9,7 +9,7 @@
 //                                      prefill with n vectors sharing each weight load (GFLOP/s)
 //   bf16method/<dpbf16|dpbf16x3|shift>/<rows>x<cols>/<hot|dram>
 //                                      the AVX512_BF16 matvec methods for bf16 weights
-//   matvec_q/<isa>/<Q8_0|Q4_0|Q4_K|Q6_K>/<rows>x<cols>/<hot|dram>
+//   matvec_q/<isa>/<Q8_0|Q4_0|Q4_K|Q6_K>/<rows>x<cols>/<hot|dram>[/il]
 //                                      quantized weights (GGUF block formats), one vector quantized
 //                                      once outside the loop, as a decode step does; 512x2048/hot
 //                                      sits in L2 and measures the kernel's compute rate
@@ -98,7 +98,9 @@ struct QWeights {
   Shape shape{};
   DType dtype{};
 
-  QWeights(DType d, Shape s, bool dram) : shape(s), dtype(d) {
+  int interleave = 0;
+
+  QWeights(DType d, Shape s, bool dram, bool interleaved = false) : shape(s), dtype(d) {
     bytes = dtype_bytes(d, static_cast<std::size_t>(s.rows * s.cols));
     copies = dram ? static_cast<int>(std::max<std::size_t>(2, (kDramBytes + bytes - 1) / bytes)) : 1;
     storage.resize(bytes * static_cast<std::size_t>(copies));
@@ -108,14 +110,25 @@ struct QWeights {
     quantize_row(d, values.data(), s.cols, row.data());
     for (std::size_t off = 0; off < storage.size(); off += row.size())
       std::memcpy(storage.data() + off, row.data(), std::min(row.size(), storage.size() - off));
+    if (interleaved) {  // every copy in the kernels' 16-row layout (TensorView::interleave)
+      std::vector<std::byte> plain(bytes);
+      for (int c = 0; c < copies; ++c) {
+        std::byte* p = storage.data() + static_cast<std::size_t>(c) * bytes;
+        std::memcpy(plain.data(), p, bytes);
+        interleave_rows(d, plain.data(), s.rows, s.cols, p);
+      }
+      interleave = kInterleaveRows;
+    }
   }
   TensorView view(std::int64_t i) const {
-    return make_view_2d(storage.data() + static_cast<std::size_t>(i % copies) * bytes, dtype, shape.rows, shape.cols);
+    TensorView v = make_view_2d(storage.data() + static_cast<std::size_t>(i % copies) * bytes, dtype, shape.rows, shape.cols);
+    v.interleave = interleave;
+    return v;
   }
 };
 
-void bench_matvec_q(benchmark::State& state, const k::KernelTable* t, DType d, Shape s, bool dram) {
-  const QWeights w(d, s, dram);
+void bench_matvec_q(benchmark::State& state, const k::KernelTable* t, DType d, Shape s, bool dram, bool il) {
+  const QWeights w(d, s, dram, il);
   std::vector<float> x(static_cast<std::size_t>(s.cols)), y(static_cast<std::size_t>(s.rows));
   for (std::size_t i = 0; i < x.size(); ++i) x[i] = 0.5f + 0.001f * static_cast<float>(i % 17);
   std::vector<std::byte> xq(k::act_bytes(d, s.cols));
@@ -130,8 +143,8 @@ void bench_matvec_q(benchmark::State& state, const k::KernelTable* t, DType d, S
   state.counters["copies"] = w.copies;
 }
 
-void bench_matmul_q(benchmark::State& state, const k::KernelTable* t, DType d, Shape s, std::int64_t n) {
-  const QWeights w(d, s, false);
+void bench_matmul_q(benchmark::State& state, const k::KernelTable* t, DType d, Shape s, std::int64_t n, bool il) {
+  const QWeights w(d, s, false, il);
   std::vector<float> x(static_cast<std::size_t>(s.cols)), y(static_cast<std::size_t>(s.rows * n));
   for (std::size_t i = 0; i < x.size(); ++i) x[i] = 0.5f + 0.001f * static_cast<float>(i % 17);
   const std::size_t stride = k::act_bytes(d, s.cols);
@@ -288,25 +301,32 @@ void register_all() {
   for (k::Isa isa : k::compiled_isas()) {
     const k::KernelTable* t = k::kernel_table(isa);
     if (t == nullptr) continue;
+    // "/il": the weights in the interleaved layout, for the dtypes this table reads that way natively.
+    const auto layouts = [t](DType d) {
+      return ((t->interleaved >> static_cast<int>(d)) & 1u) ? std::vector<bool>{false, true} : std::vector<bool>{false};
+    };
     for (DType d : kQuantDtypes)
       for (Shape s : {Shape{512, 2048}, kShapes[1], kShapes[2]})
-        for (bool dram : {false, true}) {
-          // 512x2048 fits L2 in every format: there the kernel's instruction cost alone shows.
-          if (s.rows == 512 && dram) continue;
-          const std::string name = "matvec_q/" + std::string(t->name) + "/" + std::string(dtype_name(d)) + "/" +
-                                   shape_name(s) + (dram ? "/dram" : "/hot");
-          benchmark::RegisterBenchmark(name.c_str(), [t, d, s, dram](benchmark::State& st) {
-            bench_matvec_q(st, t, d, s, dram);
+        for (bool dram : {false, true})
+          for (bool il : layouts(d)) {
+            // 512x2048 fits L2 in every format: there the kernel's instruction cost alone shows.
+            if (s.rows == 512 && dram) continue;
+            const std::string name = "matvec_q/" + std::string(t->name) + "/" + std::string(dtype_name(d)) + "/" +
+                                     shape_name(s) + (dram ? "/dram" : "/hot") + (il ? "/il" : "");
+            benchmark::RegisterBenchmark(name.c_str(), [t, d, s, dram, il](benchmark::State& st) {
+              bench_matvec_q(st, t, d, s, dram, il);
+            })->Unit(benchmark::kMicrosecond);
+          }
+    for (DType d : kQuantDtypes)
+      for (std::int64_t n : {4, 16, 64})
+        for (bool il : layouts(d)) {
+          const Shape s{5632, 2048};
+          const std::string name = "matmul_q/" + std::string(t->name) + "/" + std::string(dtype_name(d)) + "/" +
+                                   shape_name(s) + "/n:" + std::to_string(n) + (il ? "/il" : "");
+          benchmark::RegisterBenchmark(name.c_str(), [t, d, s, n, il](benchmark::State& st) {
+            bench_matmul_q(st, t, d, s, n, il);
           })->Unit(benchmark::kMicrosecond);
         }
-    for (DType d : kQuantDtypes)
-      for (std::int64_t n : {4, 16, 64}) {
-        const Shape s{5632, 2048};
-        const std::string name = "matmul_q/" + std::string(t->name) + "/" + std::string(dtype_name(d)) + "/" +
-                                 shape_name(s) + "/n:" + std::to_string(n);
-        benchmark::RegisterBenchmark(name.c_str(), [t, d, s, n](benchmark::State& st) { bench_matmul_q(st, t, d, s, n); })
-            ->Unit(benchmark::kMicrosecond);
-      }
   }
 #if WEFT_KERNELS_AVX512BF16
   if (k::isa_available(k::Isa::Avx512Bf16)) {

@@ -818,6 +818,79 @@ TEST_CASE("matvec_q_silu_mul and matmul_q_silu_mul of every ISA match the refere
   }
 }
 
+TEST_CASE("interleaved quantized matrices: every ISA reads them like the plain rows") {
+  // 2 whole groups of 16 rows plus 5 plain rows; ranges that start and end inside groups.
+  std::mt19937 rng(34);
+  const int rows = 2 * kInterleaveRows + 5;
+  for (DType d : kQuantDtypes) {
+    for (int cols : q_cols(d)) {
+      const QMatrix m = random_qmatrix(d, rows, cols, rng);
+      AlignedBuffer<std::byte> il(m.view.bytes() + 64);
+      std::byte* il_base = il.data() + 5;  // any alignment
+      interleave_rows(d, m.view.data, rows, cols, il_base);
+      TensorView v = m.view;
+      v.data = il_base;
+      v.interleave = kInterleaveRows;
+      CAPTURE(dtype_name(d));
+      CAPTURE(cols);
+      // Every row reads back as it was.
+      std::vector<std::byte> row(m.view.row_bytes());
+      bool same = true;
+      for (int r = 0; r < rows; ++r) {
+        read_row(v, r, row.data());
+        same = same && std::memcmp(row.data(), m.view.row(r), row.size()) == 0;
+      }
+      CHECK(same);
+      const QVector x = random_qvector(d, cols, rng);
+      const std::size_t stride = k::act_bytes(d, cols);
+      const int n = 6, ldy = rows + 2;
+      std::vector<std::byte> xq(stride * n);
+      const auto xs = random_vector(static_cast<std::size_t>(n) * cols, rng);
+      for (int i = 0; i < n; ++i) k::ref::quantize_act(d, xs.data() + i * cols, cols, xq.data() + i * stride);
+      for (const k::KernelTable* t : tables_under_test()) {
+        CAPTURE(std::string(t->name));
+        for (auto [b, e] : {std::pair{0, rows}, {16, 32}, {5, 21}, {3, 36}, {32, rows}, {20, 20}, {17, 18}}) {
+          CAPTURE(b);
+          CAPTURE(e);
+          std::vector<float> y(rows, -7.0f), y_ref(rows, -7.0f);
+          t->matvec_q(v, x.q.data(), y.data(), b, e);
+          k::ref::matvec_q(m.view, x.q.data(), y_ref.data(), b, e);
+          int bad = -1;
+          for (int r = 0; r < rows; ++r) {
+            if (r < b || r >= e) {
+              if (y[r] != -7.0f) bad = r;
+            } else if (!(std::fabs(double(y[r]) - y_ref[r]) <= q_bound(m, r, x))) {
+              bad = r;
+            }
+          }
+          INFO("row " << bad << ": " << (bad >= 0 ? y[bad] : 0.f) << " vs " << (bad >= 0 ? y_ref[bad] : 0.f));
+          CHECK(bad == -1);
+          // Prefill equals decode on this layout too, for every number of vectors.
+          for (int nn : {1, 4, 5, n}) {
+            std::vector<float> ym(static_cast<std::size_t>(nn) * ldy, -7.0f), y1(ym.size(), -7.0f);
+            t->matmul_q(v, xq.data(), nn, ym.data(), ldy, b, e);
+            for (int i = 0; i < nn; ++i) t->matvec_q(v, xq.data() + i * stride, y1.data() + i * ldy, b, e);
+            CHECK(std::memcmp(ym.data(), y1.data(), ym.size() * sizeof(float)) == 0);
+          }
+        }
+        // The fused gate/up kernels: the same dot products as matvec_q, on both.
+        const int b = 3, e = 35;
+        std::vector<float> out(rows, -7.0f), g(rows), u(rows);
+        t->matvec_q_silu_mul(v, v, x.q.data(), out.data(), b, e);
+        t->matvec_q(v, x.q.data(), g.data(), b, e);
+        bool fused = out[0] == -7.0f && out[rows - 1] == -7.0f;
+        for (int r = b; r < e; ++r) fused = fused && std::fabs(out[r] - g[r] / (1.0f + std::exp(-g[r])) * g[r]) <= 1e-5f * (1.0f + g[r] * g[r]);
+        CHECK(fused);
+        std::vector<float> o(static_cast<std::size_t>(n) * ldy, -7.0f), o1(o.size(), -7.0f);
+        t->matmul_q_silu_mul(v, v, xq.data(), n, o.data(), ldy, b, e);
+        for (int i = 0; i < n; ++i) t->matvec_q_silu_mul(v, v, xq.data() + i * stride, o1.data() + i * ldy, b, e);
+        CHECK(std::memcmp(o.data(), o1.data(), o.size() * sizeof(float)) == 0);
+        (void)u;
+      }
+    }
+  }
+}
+
 TEST_CASE("the *_q kernels take plain-dtype weights with float activations") {
   std::mt19937 rng(33);
   for (const k::KernelTable* t : tables_under_test()) {

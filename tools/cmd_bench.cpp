@@ -63,7 +63,7 @@ Runner add_bench(CLI::App& app) {
     int p = 128, n = 64, r = 3, pp = 1, micro_batches = 4, ranks = 1;
     std::string tp = "1";
     std::string topology;
-    bool json = false, membw = false, stats = false, no_mmap = false;
+    bool json = false, membw = false, stats = false, no_mmap = false, no_repack = false;
     std::size_t membw_bytes = std::size_t{1} << 30;
   };
   auto a = std::make_shared<Args>();
@@ -90,11 +90,12 @@ Runner add_bench(CLI::App& app) {
   sub->add_option("--membw-bytes", a->membw_bytes, "buffer size of the read test")->check(CLI::Range(1 << 21, 1 << 30 << 4));
   sub->add_flag("--stats", a->stats, "collect and print work-stealing statistics");
   sub->add_flag("--no-mmap", a->no_mmap, "copy the weights into huge-page memory before measuring");
+  sub->add_flag("--no-repack", a->no_repack, "keep quantized weights in the file's layout (not the kernels' interleaved one)");
   return [a, tp] {
     a->ranks = tensor_parallel_ranks(a->tp, tp->count() > 0, a->pp > 1);
     Processes& procs = processes();
     const auto load_start = Clock::now();
-    auto model = Model::load(a->model, {.tokenizer_path = {}, .mmap = !a->no_mmap});
+    auto model = Model::load(a->model, {.tokenizer_path = {}, .mmap = !a->no_mmap, .repack = !a->no_repack});
     const double load_seconds = std::chrono::duration<double>(Clock::now() - load_start).count();
     const ModelInfo& info = model->info();
     std::vector<int> thread_counts = a->threads.empty() ? std::vector<int>{Context(0).threads()}
@@ -113,7 +114,7 @@ Runner add_bench(CLI::App& app) {
                     {"weight_bytes", info.weight_bytes}, {"decode_bytes_per_token", info.decode_bytes}};
     const std::vector<int> batch_sizes = a->batches.empty() ? std::vector<int>{} : parse_int_list(a->batches, "--batch");
     doc["config"] = {{"n_prompt", a->p}, {"batch", batch_sizes}, {"pipeline_stages", a->pp}, {"micro_batches", a->micro_batches}, {"tensor_parallel", a->ranks}, {"processes", procs.size()}, {"n_gen", a->n}, {"repetitions", a->r}, {"threads", thread_counts},
-                     {"membw", a->membw}, {"membw_bytes", a->membw_bytes}, {"mmap", !a->no_mmap}, {"load_seconds", load_seconds}, {"reference_kernels", std::getenv("WEFT_REFERENCE") != nullptr},
+                     {"membw", a->membw}, {"membw_bytes", a->membw_bytes}, {"mmap", !a->no_mmap}, {"repack", !a->no_repack}, {"load_seconds", load_seconds}, {"reference_kernels", std::getenv("WEFT_REFERENCE") != nullptr},
                      {"isa", std::getenv("WEFT_ISA") ? std::getenv("WEFT_ISA") : "auto"}};
     doc["results"] = nlohmann::ordered_json::array();
 

@@ -18,7 +18,7 @@ struct GenerateArgs {
   std::string tp = "1";
   int ranks = 1;  // tensor-parallel ranks over all processes (from --tp)
   std::string topology;
-  bool echo = false, no_mmap = false, json = false, ignore_eos = false;
+  bool echo = false, no_mmap = false, no_repack = false, json = false, ignore_eos = false;
   SamplerOptions sampler;
   std::int64_t seed = -1;
 };
@@ -134,6 +134,7 @@ Runner add_generate(CLI::App& app) {
   sub->add_flag("--echo", a->echo, "print the prompt before the generated text");
   sub->add_flag("--ignore-eos", a->ignore_eos, "keep generating after the end-of-sequence token (until -n or the context is full)");
   sub->add_flag("--no-mmap", a->no_mmap, "copy the weights into huge-page memory (slower load, faster decode)");
+  sub->add_flag("--no-repack", a->no_repack, "keep quantized weights in the file's layout (not the kernels' interleaved one)");
   return [a, prompt, tp] {
     if (a->seed < 0) a->sampler.seed = std::random_device{}();
     else a->sampler.seed = static_cast<std::uint64_t>(a->seed);
@@ -143,7 +144,7 @@ Runner add_generate(CLI::App& app) {
     if (a->model.empty() && a->shard_dir.empty()) throw UsageError("generate: give a model with -m/--model or --shard-dir");
     a->ranks = tensor_parallel_ranks(a->tp, tp->count() > 0, a->pp > 1);
     auto model = Model::load(a->shard_dir.empty() ? a->model : a->shard_dir,
-                             {.tokenizer_path = a->tokenizer, .mmap = !a->no_mmap});
+                             {.tokenizer_path = a->tokenizer, .mmap = !a->no_mmap, .repack = !a->no_repack});
     Context ctx(a->threads);
     if (serve_if_not_root(model, ctx)) return 0;
     if (!a->prompts_file.empty()) return run_prompts_file(*a, model, ctx);

@@ -36,6 +36,10 @@ struct LoadOptions {
   // false: copy them into anonymous memory on transparent huge pages; loading reads the whole
   // file, but decoding streams weights with fewer TLB misses (llama.cpp's --no-mmap).
   bool mmap = true;
+  // true: quantized matrices (Q8_0, Q4_0, Q4_K) are copied at load into the interleaved 16-row
+  // layout the CPU's kernels read fastest, when they have one (AVX512-VNNI), like llama.cpp's
+  // weight repacking; they then live in anonymous memory even with mmap. false: the file's layout.
+  bool repack = true;
 };
 
 class Model {

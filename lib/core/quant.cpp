@@ -357,3 +357,91 @@ void quantize_row(DType t, const float* src, std::int64_t n, void* dst) noexcept
 }
 
 }  // namespace weft
+
+// ---- interleaved layout ---------------------------------------------------------------------------
+
+namespace weft {
+namespace {
+
+// Where a block's 16-bit scale fields and its run of 32-bit words sit (see core/quant.hpp).
+struct TileFields {
+  int n_half = 0;
+  int half_at[2] = {0, 0};
+  int words_at = 0;
+  int n_words = 0;
+  bool plus128 = false;  // Q8_0: quants stored as unsigned w + 128
+};
+
+TileFields tile_fields(DType t) noexcept {
+  switch (t) {
+    case DType::Q8_0: return {1, {0, 0}, 2, 8, true};
+    case DType::Q4_0: return {1, {0, 0}, 2, 4, false};
+    case DType::Q4_K: return {2, {0, 2}, 4, 35, false};
+    case DType::Q6_K: return {1, {208, 0}, 0, 52, false};
+    default: return {};
+  }
+}
+
+constexpr std::uint32_t kPlus128 = 0x80808080u;
+
+}  // namespace
+
+bool interleavable(DType t) noexcept { return tile_fields(t).n_words > 0; }
+
+void interleave_rows(DType t, const void* src_, std::int64_t rows, std::int64_t cols, void* dst_) noexcept {
+  const TileFields f = tile_fields(t);
+  const auto* src = static_cast<const std::byte*>(src_);
+  auto* dst = static_cast<std::byte*>(dst_);
+  const std::size_t bb = dtype_block_bytes(t), row_bytes = dtype_bytes(t, static_cast<std::size_t>(cols));
+  const std::int64_t nb = cols / static_cast<std::int64_t>(dtype_block_size(t)), groups = rows / kInterleaveRows;
+  for (std::int64_t g = 0; g < groups; ++g)
+    for (std::int64_t k = 0; k < nb; ++k) {
+      std::byte* tile = dst + (static_cast<std::size_t>(g) * nb + static_cast<std::size_t>(k)) * kInterleaveRows * bb;
+      for (int r = 0; r < kInterleaveRows; ++r) {
+        const std::byte* b = src + static_cast<std::size_t>(g * kInterleaveRows + r) * row_bytes + k * bb;
+        for (int h = 0; h < f.n_half; ++h) std::memcpy(tile + 32 * h + 2 * r, b + f.half_at[h], 2);
+        for (int j = 0; j < f.n_words; ++j) {
+          std::uint32_t w;
+          std::memcpy(&w, b + f.words_at + 4 * j, 4);
+          if (f.plus128) w ^= kPlus128;
+          std::memcpy(tile + 32 * f.n_half + 64 * j + 4 * r, &w, 4);
+        }
+      }
+    }
+  const std::size_t done = static_cast<std::size_t>(groups) * kInterleaveRows * row_bytes;
+  std::memcpy(dst + done, src + done, static_cast<std::size_t>(rows) * row_bytes - done);
+}
+
+const std::byte* block_at(const TensorView& w, std::int64_t r, std::int64_t k, std::byte* scratch) noexcept {
+  const std::size_t bb = dtype_block_bytes(w.dtype);
+  if (w.interleave == 0 || r >= w.rows / kInterleaveRows * kInterleaveRows) return w.row(r) + k * bb;
+  const TileFields f = tile_fields(w.dtype);
+  const std::int64_t nb = w.cols / static_cast<std::int64_t>(dtype_block_size(w.dtype));
+  const std::int64_t g = r / kInterleaveRows, i = r % kInterleaveRows;
+  const std::byte* tile =
+      static_cast<const std::byte*>(w.data) + (static_cast<std::size_t>(g) * nb + static_cast<std::size_t>(k)) * kInterleaveRows * bb;
+  for (int h = 0; h < f.n_half; ++h) std::memcpy(scratch + f.half_at[h], tile + 32 * h + 2 * i, 2);
+  for (int j = 0; j < f.n_words; ++j) {
+    std::uint32_t v;
+    std::memcpy(&v, tile + 32 * f.n_half + 64 * j + 4 * i, 4);
+    if (f.plus128) v ^= kPlus128;
+    std::memcpy(scratch + f.words_at + 4 * j, &v, 4);
+  }
+  return scratch;
+}
+
+void read_row(const TensorView& w, std::int64_t r, std::byte* out) noexcept {
+  if (w.interleave == 0) {
+    std::memcpy(out, w.row(r), w.row_bytes());
+    return;
+  }
+  const std::size_t bb = dtype_block_bytes(w.dtype);
+  const std::int64_t nb = w.cols / static_cast<std::int64_t>(dtype_block_size(w.dtype));
+  for (std::int64_t k = 0; k < nb; ++k) {
+    std::byte* dst = out + k * bb;
+    const std::byte* b = block_at(w, r, k, dst);
+    if (b != dst) std::memcpy(dst, b, bb);
+  }
+}
+
+}  // namespace weft

@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "core/dtype.hpp"
+#include "core/tensor.hpp"
 
 namespace weft {
 
@@ -86,5 +87,31 @@ void dequantize_row(DType t, const void* src, std::int64_t n, float* dst) noexce
 // reference quantizers. All-zero blocks give d = 0; the output never holds NaN for finite input.
 // Thread-safe.
 void quantize_row(DType t, const float* src, std::int64_t n, void* dst) noexcept;
+
+// ---- the interleaved layout of quantized matrices (TensorView::interleave) ----------------------
+// The kernels read 16 rows at once, one row per 32-bit lane of a 512-bit vector, so a group of
+// 16 rows is stored block column by block column: for block k, one tile of 16 * block_bytes
+// bytes holds block k of the 16 rows with each field transposed. A block is cut into its 16-bit
+// scale fields (d, and dmin for Q4_K) and the 32-bit words of everything else (quants, packed
+// scales), in the order of the block struct; the tile stores each 16-bit field for rows 0..15
+// (32 bytes), then each word for rows 0..15 (64 bytes). So word j of row r is at
+// 32 * n_fields + 64 * j + 4 * r. Q8_0 quants are stored plus 128 (as unsigned bytes), the form
+// the byte dot product instruction takes. Tiles follow in block order; group g starts at
+// 16 * g * row_bytes, and rows past the last whole group stay plain.
+constexpr int kInterleaveRows = 16;
+
+// Whether t has an interleaved layout (the block-quantized dtypes).
+bool interleavable(DType t) noexcept;
+
+// Stores the rows x cols matrix of type t at src (plain rows) at dst in the interleaved layout
+// (the same number of bytes). t must be interleavable.
+void interleave_rows(DType t, const void* src, std::int64_t rows, std::int64_t cols, void* dst) noexcept;
+
+// Block k of row r of w in the file's layout: a pointer into w for plain rows, else the block
+// rebuilt in scratch (dtype_block_bytes(w.dtype) bytes).
+const std::byte* block_at(const TensorView& w, std::int64_t r, std::int64_t k, std::byte* scratch) noexcept;
+
+// Row r of w in the file's layout into out (w.row_bytes() bytes), whatever w's layout.
+void read_row(const TensorView& w, std::int64_t r, std::byte* out) noexcept;
 
 }  // namespace weft

@@ -16,6 +16,12 @@ struct TensorView {
   std::int64_t rows = 0;  // outer dimension (output features of a linear layer)
   std::int64_t cols = 0;  // inner, contiguous dimension (input features)
   int ndim = 0;
+  // 0: rows stored one after another. kInterleaveRows (core/quant.hpp, block-quantized dtypes
+  // only): the first rows / 16 * 16 rows are stored in groups of 16 rows interleaved block by
+  // block for the kernels, the remaining rows plainly after them. Both layouts take the same bytes
+  // per group of 16 rows, so bytes() and the start of every 16th row are the same; row() is only
+  // valid for plain rows (read an interleaved row with read_row).
+  int interleave = 0;
 
   bool empty() const noexcept { return data == nullptr; }
   std::int64_t numel() const noexcept { return rows * cols; }
@@ -24,7 +30,9 @@ struct TensorView {
   const std::byte* row(std::int64_t r) const noexcept {
     return static_cast<const std::byte*>(data) + static_cast<std::size_t>(r) * row_bytes();
   }
-  // Rows [begin, begin + count) as a view of their own (a column-parallel shard).
+  // Rows [begin, begin + count) as a view of their own (a column-parallel shard). On an
+  // interleaved view begin must be a multiple of interleave, and count too unless the slice runs
+  // to the last row.
   TensorView row_slice(std::int64_t begin, std::int64_t count) const noexcept {
     TensorView v = *this;
     v.data = row(begin);

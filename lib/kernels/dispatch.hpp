@@ -34,6 +34,9 @@ struct KernelTable {
                             std::int64_t begin, std::int64_t end) noexcept;
   void (*matmul_q_silu_mul)(const TensorView& gate_w, const TensorView& up_w, const void* xq, std::int64_t n,
                             float* out, std::int64_t ldo, std::int64_t begin, std::int64_t end) noexcept;
+  // Bit i set: the *_q kernels read DType(i) weights in the interleaved layout (TensorView::interleave)
+  // natively; other interleaved views go to the references.
+  std::uint32_t interleaved = 0;
 };
 
 // isa's kernels, or nullptr when the build has none for it or the CPU cannot run them.

@@ -165,7 +165,8 @@ const KernelTable& scalar_table() noexcept {
                                      &portable_matvec_q,
                                      &portable_matmul_q,
                                      &portable_matvec_q_silu_mul,
-                                     &portable_matmul_q_silu_mul};
+                                     &portable_matmul_q_silu_mul,
+                                     0};
   return table;
 }
 
@@ -177,8 +178,12 @@ const KernelTable& reference_table() noexcept {
                                      &ref::dot_f32,       &ref::rmsnorm,       &ref::rope,
                                      &ref::softmax,       &ref::silu_mul,      &ref::quantize_act,
                                      &ref::matvec_q,      &ref::matmul_q,      &ref::matvec_q_silu_mul,
-                                     &ref::matmul_q_silu_mul};
+                                     &ref::matmul_q_silu_mul, 0};
   return table;
+}
+
+bool reads_interleaved(DType t) noexcept {
+  return ((active_table().interleaved >> static_cast<int>(t)) & 1u) != 0;
 }
 
 bool reference_forced() noexcept { return &active_table() == &reference_table(); }

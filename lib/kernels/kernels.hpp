@@ -104,6 +104,10 @@ void matvec_q_silu_mul(const TensorView& gate_w, const TensorView& up_w, const v
 void matmul_q_silu_mul(const TensorView& gate_w, const TensorView& up_w, const void* xq, std::int64_t n, float* out,
                        std::int64_t ldo, std::int64_t begin, std::int64_t end) noexcept;
 
+// Whether the active kernels read t in the interleaved layout (core/quant.hpp) natively, so that
+// storing t matrices that way at load pays (every kernel reads both layouts).
+bool reads_interleaved(DType t) noexcept;
+
 // The scalar references: plain loops with one accumulator that define what each kernel above
 // computes. The optimized variants are tested against them.
 namespace ref {

@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "core/quant.hpp"
 #include "kernels/dispatch.hpp"
 #include "kernels/kernels.hpp"
 
@@ -703,11 +704,233 @@ void qmatmul_rows(const QMat& w, const std::byte* xq, std::size_t stride, std::i
   }
 }
 
+// ---- the interleaved layout (core/quant.hpp): one row per 32-bit lane ---------------------------
+// A tile holds one block of 16 rows with every 32-bit word transposed, so one 64-byte load gives
+// the same 4 quants of 16 rows and vpdpbusd against the 4 matching activation bytes (broadcast)
+// adds them into each row's own lane: no unpacking shuffles, no horizontal reduction, and the
+// block scales of 16 rows come in one 32-byte load. Per 16 rows x 32 weights that is 8 vpdpbusd
+// plus (Q4_0) 8 nibble masks, against ~57 vector uops per 4 rows x 128 in the row layout. Each
+// (row, vector) result is computed by the same sequence of operations whatever the number of
+// vectors NT handled together, so matvec and matmul stay bit-identical.
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+#define WEFT_INTERLEAVED_KERNELS 1
+namespace il {
+
+inline __m512i bcast4(const void* p) noexcept {
+  std::int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
+}
+inline __m512 f16x16(const std::byte* p) noexcept {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+inline __m512i load(const std::byte* p) noexcept { return _mm512_loadu_si512(p); }
+
+// A group of 16 rows is one sequential stream, and one stream alone does not reach this machine's
+// read bandwidth (the hardware prefetcher runs too short a distance ahead of it), so each tile
+// requests the bytes kPrefetch further on (the next group's when the group ends). 0 turns it off.
+#ifndef WEFT_IL_PREFETCH
+#define WEFT_IL_PREFETCH 4096
+#endif
+constexpr std::int64_t kPrefetch = WEFT_IL_PREFETCH;
+template <std::int64_t Bytes>
+inline void prefetch_tile(const std::byte* tile) noexcept {
+  if constexpr (kPrefetch > 0)
+    for (std::int64_t off = 0; off < Bytes; off += 64) _mm_prefetch(reinterpret_cast<const char*>(tile + kPrefetch + off), _MM_HINT_T0);
+}
+
+// Q8_0 and Q4_0: tiles of 16 x 32 weights; activations in the Act32 layout (act_bytes).
+template <DType D>
+struct Il32 {
+  static constexpr std::int64_t kBlock = 32;
+  static constexpr std::int64_t kTileBytes = D == DType::Q8_0 ? 544 : 288;
+  template <int NT>
+  static void run(const std::byte* tiles, std::int64_t cols, const std::byte* const* xq, __m512* acc) noexcept {
+    const std::int64_t nb = cols / 32;
+    const std::int64_t nbp = (nb + kActGroupBlocks - 1) / kActGroupBlocks * kActGroupBlocks;
+    const std::int8_t* qs[NT];
+    const float* da[NT];
+    const std::int32_t* sum[NT];
+    for (int t = 0; t < NT; ++t) {
+      qs[t] = reinterpret_cast<const std::int8_t*>(xq[t]);
+      da[t] = reinterpret_cast<const float*>(xq[t] + 32 * nbp);
+      sum[t] = reinterpret_cast<const std::int32_t*>(xq[t] + 36 * nbp);
+    }
+    for (std::int64_t k = 0; k < nb; ++k) {
+      const std::byte* tile = tiles + k * kTileBytes;
+      prefetch_tile<kTileBytes>(tile);
+      const __m512 dw = f16x16(tile);
+      if constexpr (D == DType::Q8_0) {
+        // Quants stored as w + 128: Σ(w + 128)·a - 128·Σa.
+        __m512i w[8];
+        for (int c = 0; c < 8; ++c) w[c] = load(tile + 32 + 64 * c);
+        for (int t = 0; t < NT; ++t) {
+          const std::int8_t* a = qs[t] + 32 * k;
+          __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+          for (int c = 0; c < 8; c += 2) {
+            s0 = _mm512_dpbusd_epi32(s0, w[c], bcast4(a + 4 * c));
+            s1 = _mm512_dpbusd_epi32(s1, w[c + 1], bcast4(a + 4 * c + 4));
+          }
+          const __m512i dot = _mm512_sub_epi32(_mm512_add_epi32(s0, s1), _mm512_set1_epi32(sum[t][k] * 128));
+          acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, _mm512_set1_ps(da[t][k])), acc[t]);
+        }
+      } else {
+        // Word c holds quants 4c..4c+3 in its low nibbles and 16+4c.. in its high ones; the high
+        // nibbles are used in place (times 16) and the sum shifted back, exactly.
+        const __m512i nib = _mm512_set1_epi8(0x0F);
+        __m512i lo[4], hi[4];
+        for (int c = 0; c < 4; ++c) {
+          const __m512i v = load(tile + 32 + 64 * c);
+          lo[c] = _mm512_and_si512(v, nib);
+          hi[c] = _mm512_andnot_si512(nib, v);
+        }
+        for (int t = 0; t < NT; ++t) {
+          const std::int8_t* a = qs[t] + 32 * k;
+          __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+          for (int c = 0; c < 4; ++c) {
+            s0 = _mm512_dpbusd_epi32(s0, lo[c], bcast4(a + 4 * c));
+            s1 = _mm512_dpbusd_epi32(s1, hi[c], bcast4(a + 16 + 4 * c));
+          }
+          const __m512i dot = _mm512_sub_epi32(_mm512_add_epi32(s0, _mm512_srai_epi32(s1, 4)), _mm512_set1_epi32(sum[t][k] * 8));
+          acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, _mm512_set1_ps(da[t][k])), acc[t]);
+        }
+      }
+    }
+  }
+};
+
+// Q4_K: tiles of 16 x 256 (d[16], dmin[16], the 3 words of packed 6-bit scales and mins, then 32
+// words of quants: word 8p + i has elements 64p + 4i.. of sub-block 2p in its low nibbles and
+// 64p + 32 + 4i.. of sub-block 2p + 1 in its high ones). Activations: BlockQ8_K per 256.
+struct IlQ4K {
+  static constexpr std::int64_t kBlock = 256;
+  static constexpr std::int64_t kTileBytes = 2304;
+  // Byte j of every 32-bit lane, zero-extended to the lane (vpshufb control).
+  static __m512i byte_ctrl(int j) noexcept {
+    const int z = -1;
+    return _mm512_set_epi8(z, z, z, 12 + j, z, z, z, 8 + j, z, z, z, 4 + j, z, z, z, j, z, z, z, 12 + j, z, z, z, 8 + j, z,
+                           z, z, 4 + j, z, z, z, j, z, z, z, 12 + j, z, z, z, 8 + j, z, z, z, 4 + j, z, z, z, j, z, z, z,
+                           12 + j, z, z, z, 8 + j, z, z, z, 4 + j, z, z, z, j);
+  }
+  // Byte j of every lane as both 16-bit halves of the lane.
+  static __m512i byte2_ctrl(int j) noexcept {
+    const int z = -1;
+    return _mm512_set_epi8(z, 12 + j, z, 12 + j, z, 8 + j, z, 8 + j, z, 4 + j, z, 4 + j, z, j, z, j, z, 12 + j, z, 12 + j, z,
+                           8 + j, z, 8 + j, z, 4 + j, z, 4 + j, z, j, z, j, z, 12 + j, z, 12 + j, z, 8 + j, z, 8 + j, z,
+                           4 + j, z, 4 + j, z, j, z, j, z, 12 + j, z, 12 + j, z, 8 + j, z, 8 + j, z, 4 + j, z, 4 + j, z, j,
+                           z, j);
+  }
+  template <int NT>
+  static void run(const std::byte* tiles, std::int64_t cols, const std::byte* const* xq, __m512* acc) noexcept {
+    const std::int64_t nb = cols / 256;
+    const __m512i nib = _mm512_set1_epi8(0x0F), m6 = _mm512_set1_epi8(0x3F), m4 = nib,
+                  top2 = _mm512_set1_epi8(0x30);
+    for (std::int64_t k = 0; k < nb; ++k) {
+      const std::byte* tile = tiles + k * kTileBytes;
+      prefetch_tile<kTileBytes>(tile);
+      const __m512 d = f16x16(tile), dmin = f16x16(tile + 32);
+      const __m512i w0 = load(tile + 64), w1 = load(tile + 128), w2 = load(tile + 192);
+      // Scales (sc) and mins (m) of sub-blocks 0-3 and 4-7, one byte each per lane (q4_k_scale_min).
+      const __m512i sc[2] = {_mm512_and_si512(w0, m6),
+                             _mm512_or_si512(_mm512_and_si512(w2, m4), _mm512_and_si512(_mm512_srli_epi32(w0, 2), top2))};
+      const __m512i mn[2] = {_mm512_and_si512(w1, m6), _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(w2, 4), m4),
+                                                                       _mm512_and_si512(_mm512_srli_epi32(w1, 2), top2))};
+      const BlockQ8_K* a[NT];
+      for (int t = 0; t < NT; ++t) a[t] = reinterpret_cast<const BlockQ8_K*>(xq[t]) + k;
+      // Σ sc·dot over the low-nibble sub-blocks, and 16x that over the high-nibble ones; Σ m·bsum.
+      __m512i lo_sum[NT], hi_sum[NT], mins[NT];
+      for (int t = 0; t < NT; ++t) lo_sum[t] = hi_sum[t] = mins[t] = _mm512_setzero_si512();
+      for (int p = 0; p < 4; ++p) {
+        const __m512i sc_a = _mm512_shuffle_epi8(sc[p / 2], byte_ctrl((2 * p) % 4));
+        const __m512i sc_b = _mm512_shuffle_epi8(sc[p / 2], byte_ctrl((2 * p + 1) % 4));
+        __m512i s0[NT], s1[NT];
+        for (int t = 0; t < NT; ++t) s0[t] = s1[t] = _mm512_setzero_si512();
+        for (int i = 0; i < 8; ++i) {
+          const __m512i v = load(tile + 256 + 64 * (8 * p + i));
+          const __m512i lo = _mm512_and_si512(v, nib), hi = _mm512_andnot_si512(nib, v);
+          for (int t = 0; t < NT; ++t) {
+            s0[t] = _mm512_dpbusd_epi32(s0[t], lo, bcast4(a[t]->qs + 64 * p + 4 * i));
+            s1[t] = _mm512_dpbusd_epi32(s1[t], hi, bcast4(a[t]->qs + 64 * p + 32 + 4 * i));
+          }
+        }
+        for (int t = 0; t < NT; ++t) {
+          lo_sum[t] = _mm512_add_epi32(lo_sum[t], _mm512_mullo_epi32(s0[t], sc_a));
+          hi_sum[t] = _mm512_add_epi32(hi_sum[t], _mm512_mullo_epi32(s1[t], sc_b));
+        }
+      }
+      for (int j = 0; j < 8; ++j) {
+        const __m512i mj = _mm512_shuffle_epi8(mn[j / 4], byte2_ctrl(j % 4));
+        for (int t = 0; t < NT; ++t) mins[t] = _mm512_dpwssd_epi32(mins[t], mj, bcast4(a[t]->bsums + 2 * j));
+      }
+      for (int t = 0; t < NT; ++t) {
+        const __m512i dot = _mm512_add_epi32(lo_sum[t], _mm512_srai_epi32(hi_sum[t], 4));
+        const __m512 ad = _mm512_set1_ps(a[t]->d);
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(d, ad), acc[t]);
+        acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mins[t]), _mm512_mul_ps(dmin, ad), acc[t]);
+      }
+    }
+  }
+};
+
+// Rows [begin, end) of an interleaved w for n vectors (stride bytes apart): y[t*ldy + r - begin].
+// Whole groups of 16 rows go through Il's tiles, NT = 4 vectors at a time then one by one; a group
+// only partly inside the range is computed whole and the rows inside copied; the rows after the
+// last whole group are plain and go to the row-layout kernel Fm.
+template <class Il, class Fm>
+void matmul_rows(const TensorView& w, const std::byte* xq, std::size_t stride, std::int64_t n, float* y,
+                 std::int64_t ldy, std::int64_t begin, std::int64_t end) noexcept {
+  constexpr std::int64_t G = kInterleaveRows;
+  const std::int64_t full = w.rows / G * G;
+  const std::size_t row_bytes = w.row_bytes();
+  const auto* data = static_cast<const std::byte*>(w.data);
+  for (std::int64_t r0 = begin / G * G; r0 < std::min(end, full); r0 += G) {
+    const std::byte* tiles = data + static_cast<std::size_t>(r0) * row_bytes;
+    const std::int64_t lo = std::max(begin, r0), hi = std::min(end, r0 + G);
+    const auto store = [&](std::int64_t t, __m512 v) {
+      float* out = y + t * ldy + (lo - begin);
+      if (lo == r0 && hi == r0 + G) {
+        _mm512_storeu_ps(out, v);
+      } else {
+        alignas(64) float tmp[G];
+        _mm512_store_ps(tmp, v);
+        std::copy(tmp + (lo - r0), tmp + (hi - r0), out);
+      }
+    };
+    std::int64_t t = 0;
+    for (; t + 4 <= n; t += 4) {
+      const std::byte* x[4];
+      __m512 acc[4];
+      for (int i = 0; i < 4; ++i) x[i] = xq + static_cast<std::size_t>(t + i) * stride, acc[i] = _mm512_setzero_ps();
+      Il::template run<4>(tiles, w.cols, x, acc);
+      for (int i = 0; i < 4; ++i) store(t + i, acc[i]);
+    }
+    for (; t < n; ++t) {
+      const std::byte* x[1] = {xq + static_cast<std::size_t>(t) * stride};
+      __m512 acc[1] = {_mm512_setzero_ps()};
+      Il::template run<1>(tiles, w.cols, x, acc);
+      store(t, acc[0]);
+    }
+  }
+  if (end > full) {
+    const std::int64_t b = std::max(begin, full);
+    const QMat tail{data + static_cast<std::size_t>(full) * row_bytes, row_bytes, w.cols};
+    qmatmul_rows<Fm>(tail, xq, stride, n, y + (b - begin), ldy, b - full, end - full);
+  }
+}
+
+}  // namespace il
+#endif
+
 // ---- entry points with the signatures of the kernel table ----------------------------------------
 
 // Quantized weights: y[r - begin] for r in [begin, end) (y points at row begin's output).
 template <class Q>
+void qmatmul_rel(const TensorView& w, const std::byte* xq, std::int64_t n, float* y, std::int64_t ldy,
+                 std::int64_t begin, std::int64_t end) noexcept;
+
+template <class Q>
 void qmatvec_rel(const TensorView& w, const std::byte* xq, float* y, std::int64_t begin, std::int64_t end) noexcept {
+  if (w.interleave != 0) return qmatmul_rel<Q>(w, xq, 1, y, 0, begin, end);
   switch (w.dtype) {
     case DType::Q8_0: return qmatvec_rows<Fmt32<Q, DType::Q8_0>>(qmat_of(w, 32, 34), xq, y, begin, end);
     case DType::Q4_0: return qmatvec_rows<Fmt32<Q, DType::Q4_0>>(qmat_of(w, 32, 18), xq, y, begin, end);
@@ -723,6 +946,18 @@ template <class Q>
 void qmatmul_rel(const TensorView& w, const std::byte* xq, std::int64_t n, float* y, std::int64_t ldy,
                  std::int64_t begin, std::int64_t end) noexcept {
   const std::size_t stride = act_bytes(w.dtype, w.cols);
+#if defined(WEFT_INTERLEAVED_KERNELS)
+  if (w.interleave != 0) {
+    switch (w.dtype) {
+      case DType::Q8_0:
+        return il::matmul_rows<il::Il32<DType::Q8_0>, Fmt32<Q, DType::Q8_0>>(w, xq, stride, n, y, ldy, begin, end);
+      case DType::Q4_0:
+        return il::matmul_rows<il::Il32<DType::Q4_0>, Fmt32<Q, DType::Q4_0>>(w, xq, stride, n, y, ldy, begin, end);
+      case DType::Q4_K: return il::matmul_rows<il::IlQ4K, FmtQ4K<Q>>(w, xq, stride, n, y, ldy, begin, end);
+      default: break;  // not interleaved by this table (see interleaved_dtypes)
+    }
+  }
+#endif
   switch (w.dtype) {
     case DType::Q8_0: return qmatmul_rows<Fmt32<Q, DType::Q8_0>>(qmat_of(w, 32, 34), xq, stride, n, y, ldy, begin, end);
     case DType::Q4_0: return qmatmul_rows<Fmt32<Q, DType::Q4_0>>(qmat_of(w, 32, 18), xq, stride, n, y, ldy, begin, end);
@@ -734,10 +969,26 @@ void qmatmul_rel(const TensorView& w, const std::byte* xq, std::int64_t n, float
   }
 }
 
+// The dtypes whose interleaved layout this table's kernels read (KernelTable::interleaved); any
+// other interleaved view goes to the references, which read every layout.
+template <class Q>
+constexpr std::uint32_t interleaved_mask() noexcept {
+#if defined(WEFT_INTERLEAVED_KERNELS)
+  if constexpr (Q::W == 4 && Q::kVnni)
+    return 1u << static_cast<int>(DType::Q8_0) | 1u << static_cast<int>(DType::Q4_0) | 1u << static_cast<int>(DType::Q4_K);
+#endif
+  return 0;
+}
+template <class Q>
+bool reads_layout(const TensorView& w) noexcept {
+  return w.interleave == 0 || ((interleaved_mask<Q>() >> static_cast<int>(w.dtype)) & 1u) != 0;
+}
+
 // Plain-dtype weights take the activations as floats (see act_bytes) and run the float kernels.
 template <class T, class Q>
 void qmatvec(const TensorView& w, const void* xq, float* y, std::int64_t begin, std::int64_t end) noexcept {
   if (w.dtype < DType::Q8_0) return matvec<T>(w, static_cast<const float*>(xq), y, begin, end);
+  if (!reads_layout<Q>(w)) return ref::matvec_q(w, xq, y, begin, end);
   qmatvec_rel<Q>(w, static_cast<const std::byte*>(xq), y + begin, begin, end);
 }
 
@@ -745,6 +996,7 @@ template <class T, class Q>
 void qmatmul(const TensorView& w, const void* xq, std::int64_t n, float* y, std::int64_t ldy, std::int64_t begin,
              std::int64_t end) noexcept {
   if (w.dtype < DType::Q8_0) return matmul<T>(w, static_cast<const float*>(xq), w.cols, n, y, ldy, begin, end);
+  if (!reads_layout<Q>(w)) return ref::matmul_q(w, xq, n, y, ldy, begin, end);
   qmatmul_rel<Q>(w, static_cast<const std::byte*>(xq), n, y + begin, ldy, begin, end);
 }
 
@@ -754,6 +1006,7 @@ void qmatvec_silu_mul(const TensorView& gate_w, const TensorView& up_w, const vo
                       std::int64_t begin, std::int64_t end) noexcept {
   if (gate_w.dtype < DType::Q8_0)
     return matvec_silu_mul<T>(gate_w, up_w, static_cast<const float*>(xq_), out, begin, end);
+  if (!reads_layout<Q>(gate_w) || !reads_layout<Q>(up_w)) return ref::matvec_q_silu_mul(gate_w, up_w, xq_, out, begin, end);
   const auto* xq = static_cast<const std::byte*>(xq_);
   constexpr std::int64_t kRows = 16;
   for (std::int64_t r0 = begin; r0 < end; r0 += kRows) {
@@ -770,6 +1023,8 @@ void qmatmul_silu_mul(const TensorView& gate_w, const TensorView& up_w, const vo
                       std::int64_t ldo, std::int64_t begin, std::int64_t end) noexcept {
   if (gate_w.dtype < DType::Q8_0)
     return matmul_silu_mul<T>(gate_w, up_w, static_cast<const float*>(xq_), gate_w.cols, n, out, ldo, begin, end);
+  if (!reads_layout<Q>(gate_w) || !reads_layout<Q>(up_w))
+    return ref::matmul_q_silu_mul(gate_w, up_w, xq_, n, out, ldo, begin, end);
   if (n == 1) return qmatvec_silu_mul<T, Q>(gate_w, up_w, xq_, out, begin, end);
   const auto* xq = static_cast<const std::byte*>(xq_);
   const std::size_t stride = act_bytes(gate_w.dtype, gate_w.cols);
@@ -807,7 +1062,8 @@ constexpr KernelTable make_table(Isa isa, const char* name) noexcept {
                      &qmatvec<T, Q>,
                      &qmatmul<T, Q>,
                      &qmatvec_silu_mul<T, Q>,
-                     &qmatmul_silu_mul<T, Q>};
+                     &qmatmul_silu_mul<T, Q>,
+                     interleaved_mask<Q>()};
 }
 
 }  // namespace

@@ -105,20 +105,19 @@ float block_dot_q6_k(const std::byte* p, const BlockQ8_K& a) noexcept {
 }
 
 float row_dot_q(const TensorView& w, std::int64_t r, const void* xq) noexcept {
-  const std::byte* row = w.row(r);
   const std::int64_t nb = w.cols / static_cast<std::int64_t>(dtype_block_size(w.dtype));
-  const std::size_t bb = dtype_block_bytes(w.dtype);
+  std::byte scratch[sizeof(BlockQ6_K)];  // the largest block, for interleaved rows (block_at)
   float s = 0.0f;
   if (is_block32(w.dtype)) {
     const Act32 a = act32(xq, w.cols);
     for (std::int64_t k = 0; k < nb; ++k) {
-      const std::byte* p = row + k * static_cast<std::int64_t>(bb);
+      const std::byte* p = block_at(w, r, k, scratch);
       s += w.dtype == DType::Q8_0 ? block_dot_q8_0(p, a.qs + 32 * k, a.d[k]) : block_dot_q4_0(p, a.qs + 32 * k, a.d[k]);
     }
   } else {
     const auto* a = static_cast<const BlockQ8_K*>(xq);
     for (std::int64_t k = 0; k < nb; ++k) {
-      const std::byte* p = row + k * static_cast<std::int64_t>(bb);
+      const std::byte* p = block_at(w, r, k, scratch);
       s += w.dtype == DType::Q4_K ? block_dot_q4_k(p, a[k]) : block_dot_q6_k(p, a[k]);
     }
   }

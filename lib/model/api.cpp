@@ -64,7 +64,7 @@ std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOpti
     m->impl_->shards = std::make_shared<const model::ShardManifest>(model::read_shard_manifest(path));
     m->impl_->loaded = model::load_shard_info(*m->impl_->shards, options.tokenizer_path);
   } else {
-    m->impl_->loaded = model::load_model(path, options.tokenizer_path, options.mmap);
+    m->impl_->loaded = model::load_model(path, options.tokenizer_path, options.mmap, options.repack);
   }
   m->impl_->info = describe(m->impl_->loaded);
   if (m->impl_->shards) {

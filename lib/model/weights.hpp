@@ -72,7 +72,11 @@ struct LoadedModel {
 // their stored dtype, quantized ones included; model/gguf_model.hpp) or a llama2.c .bin. tokenizer_path overrides or supplies the tokenizer (tokenizer.model or a
 // llama2.c tokenizer.bin); empty means "whatever the checkpoint has". Throws InputError naming
 // the file and tensor for anything missing, unknown or of the wrong shape. use_mmap false copies
-// the weight matrices into anonymous huge-page memory (faster decode, slower load).
-LoadedModel load_model(const std::string& path, const std::string& tokenizer_path, bool use_mmap = true);
+// the weight matrices into anonymous huge-page memory (faster decode, slower load). repack stores
+// the quantized matrices whose dtype the active kernels read interleaved (kernels::reads_interleaved)
+// in that layout (TensorView::interleave; a copy, so they leave the mapping): faster decode. Code
+// that reads weight bytes itself (quantize, plan, shard) loads without it.
+LoadedModel load_model(const std::string& path, const std::string& tokenizer_path, bool use_mmap = true,
+                       bool repack = false);
 
 }  // namespace weft::model

@@ -1,10 +1,13 @@
 #include "parallel/tensor_parallel.hpp"
 
+#include "core/quant.hpp"
+
 #include <algorithm>
 #include <cassert>
 #include <cstring>
 #include <numeric>
 
+#include "core/quant.hpp"
 #include "kernels/kernels.hpp"
 #include "weft/error.hpp"
 
@@ -140,11 +143,18 @@ WeightShard make_shard(const TensorView& w, TensorParallelStrategy strategy, con
       dst = s.heap.data();
     }
   }
+  // An interleaved source (core/quant.hpp) is read row by row in the file's layout; the shard is
+  // interleaved again below.
   auto copy_rows = [&](std::int64_t b, std::int64_t e) {
-    for (std::int64_t r = b; r < e; ++r)
-      std::memcpy(dst + static_cast<std::size_t>(r) * row_bytes,
-                  static_cast<const std::byte*>(w.data) + static_cast<std::size_t>(row0 + r) * src_row_bytes + col_skip,
-                  row_bytes);
+    std::vector<std::byte> plain(w.interleave != 0 ? src_row_bytes : 0);
+    for (std::int64_t r = b; r < e; ++r) {
+      const std::byte* src = static_cast<const std::byte*>(w.data) + static_cast<std::size_t>(row0 + r) * src_row_bytes;
+      if (w.interleave != 0) {
+        read_row(w, row0 + r, plain.data());
+        src = plain.data();
+      }
+      std::memcpy(dst + static_cast<std::size_t>(r) * row_bytes, src + col_skip, row_bytes);
+    }
   };
   if (bytes > 0) {
     if (rank != nullptr)  // written by the rank's threads, next to where they will read it
@@ -153,6 +163,11 @@ WeightShard make_shard(const TensorView& w, TensorParallelStrategy strategy, con
       copy_rows(0, rows);
   }
   s.view = TensorView{dst, w.dtype, rows, cols, w.ndim};
+  if (w.interleave != 0 && bytes > 0) {
+    const std::vector<std::byte> plain(dst, dst + bytes);
+    interleave_rows(w.dtype, plain.data(), rows, cols, dst);
+    s.view.interleave = w.interleave;
+  }
   return s;
 }
 
