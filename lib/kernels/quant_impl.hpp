@@ -744,8 +744,9 @@ template <DType D>
 struct Il32 {
   static constexpr std::int64_t kBlock = 32;
   static constexpr std::int64_t kTileBytes = D == DType::Q8_0 ? 544 : 288;
-  template <int NT>
-  static void run(const std::byte* tiles, std::int64_t cols, const std::byte* const* xq, __m512* acc) noexcept {
+  // S groups of 16 rows (tiles[g]) by NT vectors (xq[t]) into acc[g * NT + t].
+  template <int NT, int S>
+  static void run(const std::byte* const* tiles, std::int64_t cols, const std::byte* const* xq, __m512* acc) noexcept {
     const std::int64_t nb = cols / 32;
     const std::int64_t nbp = (nb + kActGroupBlocks - 1) / kActGroupBlocks * kActGroupBlocks;
     const std::int8_t* qs[NT];
@@ -757,7 +758,8 @@ struct Il32 {
       sum[t] = reinterpret_cast<const std::int32_t*>(xq[t] + 36 * nbp);
     }
     for (std::int64_t k = 0; k < nb; ++k) {
-      const std::byte* tile = tiles + k * kTileBytes;
+     for (int g = 0; g < S; ++g) {
+      const std::byte* tile = tiles[g] + k * kTileBytes;
       prefetch_tile<kTileBytes>(tile);
       const __m512 dw = f16x16(tile);
       if constexpr (D == DType::Q8_0) {
@@ -772,7 +774,7 @@ struct Il32 {
             s1 = _mm512_dpbusd_epi32(s1, w[c + 1], bcast4(a + 4 * c + 4));
           }
           const __m512i dot = _mm512_sub_epi32(_mm512_add_epi32(s0, s1), _mm512_set1_epi32(sum[t][k] * 128));
-          acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, _mm512_set1_ps(da[t][k])), acc[t]);
+          acc[g * NT + t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, _mm512_set1_ps(da[t][k])), acc[g * NT + t]);
         }
       } else {
         // Word c holds quants 4c..4c+3 in its low nibbles and 16+4c.. in its high ones; the high
@@ -792,9 +794,10 @@ struct Il32 {
             s1 = _mm512_dpbusd_epi32(s1, hi[c], bcast4(a + 16 + 4 * c));
           }
           const __m512i dot = _mm512_sub_epi32(_mm512_add_epi32(s0, _mm512_srai_epi32(s1, 4)), _mm512_set1_epi32(sum[t][k] * 8));
-          acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, _mm512_set1_ps(da[t][k])), acc[t]);
+          acc[g * NT + t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, _mm512_set1_ps(da[t][k])), acc[g * NT + t]);
         }
       }
+     }
     }
   }
 };
@@ -820,13 +823,14 @@ struct IlQ4K {
                            4 + j, z, 4 + j, z, j, z, j, z, 12 + j, z, 12 + j, z, 8 + j, z, 8 + j, z, 4 + j, z, 4 + j, z, j,
                            z, j);
   }
-  template <int NT>
-  static void run(const std::byte* tiles, std::int64_t cols, const std::byte* const* xq, __m512* acc) noexcept {
+  template <int NT, int S>
+  static void run(const std::byte* const* tiles, std::int64_t cols, const std::byte* const* xq, __m512* acc) noexcept {
     const std::int64_t nb = cols / 256;
     const __m512i nib = _mm512_set1_epi8(0x0F), m6 = _mm512_set1_epi8(0x3F), m4 = nib,
                   top2 = _mm512_set1_epi8(0x30);
-    for (std::int64_t k = 0; k < nb; ++k) {
-      const std::byte* tile = tiles + k * kTileBytes;
+    for (std::int64_t k = 0; k < nb; ++k)
+     for (int g = 0; g < S; ++g) {
+      const std::byte* tile = tiles[g] + k * kTileBytes;
       prefetch_tile<kTileBytes>(tile);
       const __m512 d = f16x16(tile), dmin = f16x16(tile + 32);
       const __m512i w0 = load(tile + 64), w1 = load(tile + 128), w2 = load(tile + 192);
@@ -865,17 +869,26 @@ struct IlQ4K {
       for (int t = 0; t < NT; ++t) {
         const __m512i dot = _mm512_add_epi32(lo_sum[t], _mm512_srai_epi32(hi_sum[t], 4));
         const __m512 ad = _mm512_set1_ps(a[t]->d);
-        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(d, ad), acc[t]);
-        acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mins[t]), _mm512_mul_ps(dmin, ad), acc[t]);
+        __m512& out = acc[g * NT + t];
+        out = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(d, ad), out);
+        out = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mins[t]), _mm512_mul_ps(dmin, ad), out);
       }
     }
   }
 };
 
 // Rows [begin, end) of an interleaved w for n vectors (stride bytes apart): y[t*ldy + r - begin].
-// Whole groups of 16 rows go through Il's tiles, NT = 4 vectors at a time then one by one; a group
-// only partly inside the range is computed whole and the rows inside copied; the rows after the
-// last whole group are plain and go to the row-layout kernel Fm.
+// Whole groups of 16 rows go through Il's tiles: for one vector (decode) kIlStreams groups side by
+// side, so that the core reads that many streams at once (one stream alone leaves DRAM bandwidth
+// unused, see core/membw.cpp); for more, one group by NT = 4 vectors at a time, then one by one.
+// A group only partly inside the range is computed whole and the rows inside copied; the rows
+// after the last whole group are plain and go to the row-layout kernel Fm. Every (row, vector) is
+// computed by the same operations in every case.
+#ifndef WEFT_IL_STREAMS
+#define WEFT_IL_STREAMS 4
+#endif
+constexpr int kIlStreams = WEFT_IL_STREAMS;
+
 template <class Il, class Fm>
 void matmul_rows(const TensorView& w, const std::byte* xq, std::size_t stride, std::int64_t n, float* y,
                  std::int64_t ldy, std::int64_t begin, std::int64_t end) noexcept {
@@ -883,32 +896,46 @@ void matmul_rows(const TensorView& w, const std::byte* xq, std::size_t stride, s
   const std::int64_t full = w.rows / G * G;
   const std::size_t row_bytes = w.row_bytes();
   const auto* data = static_cast<const std::byte*>(w.data);
-  for (std::int64_t r0 = begin / G * G; r0 < std::min(end, full); r0 += G) {
-    const std::byte* tiles = data + static_cast<std::size_t>(r0) * row_bytes;
+  const auto tiles_at = [&](std::int64_t r0) { return data + static_cast<std::size_t>(r0) * row_bytes; };
+  // Group r0's result for vector t into y.
+  const auto store = [&](std::int64_t r0, std::int64_t t, __m512 v) {
     const std::int64_t lo = std::max(begin, r0), hi = std::min(end, r0 + G);
-    const auto store = [&](std::int64_t t, __m512 v) {
-      float* out = y + t * ldy + (lo - begin);
-      if (lo == r0 && hi == r0 + G) {
-        _mm512_storeu_ps(out, v);
-      } else {
-        alignas(64) float tmp[G];
-        _mm512_store_ps(tmp, v);
-        std::copy(tmp + (lo - r0), tmp + (hi - r0), out);
-      }
-    };
+    float* out = y + t * ldy + (lo - begin);
+    if (lo == r0 && hi == r0 + G) {
+      _mm512_storeu_ps(out, v);
+    } else {
+      alignas(64) float tmp[G];
+      _mm512_store_ps(tmp, v);
+      std::copy(tmp + (lo - r0), tmp + (hi - r0), out);
+    }
+  };
+  const std::int64_t stop = std::min(end, full);
+  std::int64_t r0 = begin / G * G;
+  if (n == 1) {
+    const std::byte* x[1] = {xq};
+    for (; r0 + (kIlStreams - 1) * G < stop; r0 += kIlStreams * G) {
+      const std::byte* tiles[kIlStreams];
+      __m512 acc[kIlStreams];
+      for (int g = 0; g < kIlStreams; ++g) tiles[g] = tiles_at(r0 + g * G), acc[g] = _mm512_setzero_ps();
+      Il::template run<1, kIlStreams>(tiles, w.cols, x, acc);
+      for (int g = 0; g < kIlStreams; ++g) store(r0 + g * G, 0, acc[g]);
+    }
+  }
+  for (; r0 < stop; r0 += G) {
+    const std::byte* tiles[1] = {tiles_at(r0)};
     std::int64_t t = 0;
     for (; t + 4 <= n; t += 4) {
       const std::byte* x[4];
       __m512 acc[4];
       for (int i = 0; i < 4; ++i) x[i] = xq + static_cast<std::size_t>(t + i) * stride, acc[i] = _mm512_setzero_ps();
-      Il::template run<4>(tiles, w.cols, x, acc);
-      for (int i = 0; i < 4; ++i) store(t + i, acc[i]);
+      Il::template run<4, 1>(tiles, w.cols, x, acc);
+      for (int i = 0; i < 4; ++i) store(r0, t + i, acc[i]);
     }
     for (; t < n; ++t) {
       const std::byte* x[1] = {xq + static_cast<std::size_t>(t) * stride};
       __m512 acc[1] = {_mm512_setzero_ps()};
-      Il::template run<1>(tiles, w.cols, x, acc);
-      store(t, acc[0]);
+      Il::template run<1, 1>(tiles, w.cols, x, acc);
+      store(r0, t, acc[0]);
     }
   }
   if (end > full) {
@@ -1010,7 +1037,8 @@ void qmatvec_silu_mul(const TensorView& gate_w, const TensorView& up_w, const vo
     return matvec_silu_mul<T>(gate_w, up_w, static_cast<const float*>(xq_), out, begin, end);
   if (!reads_layout<Q>(gate_w) || !reads_layout<Q>(up_w)) return ref::matvec_q_silu_mul(gate_w, up_w, xq_, out, begin, end);
   const auto* xq = static_cast<const std::byte*>(xq_);
-  constexpr std::int64_t kRows = 16;
+  // 64 rows: four groups of the interleaved layout, read side by side (il::matmul_rows).
+  constexpr std::int64_t kRows = 64;
   for (std::int64_t r0 = begin; r0 < end; r0 += kRows) {
     const std::int64_t r1 = std::min(r0 + kRows, end);
     float gv[kRows], uv[kRows];
