@@ -220,3 +220,21 @@ TEST_CASE("generate --prompts-file: each prompt's text equals a run of that prom
   CHECK(missing.code != 0);
   fs::remove(file);
 }
+
+TEST_CASE("quantized GGUF: bench and generate with and without repacking (--no-repack)") {
+  const fs::path q = fs::temp_directory_path() / ("weft_cli_q4_" + std::to_string(::getpid()) + ".gguf");
+  REQUIRE(run(weft_bin() + " quantize " + default_model().string() + " " + q.string() + " --type q4_0").code == 0);
+  const std::string m = " -m " + q.string();
+  for (const std::string flag : {"", " --no-repack"}) {
+    CAPTURE(flag);
+    const Result b = run(weft_bin() + " bench" + m + " -p 8 -n 4 -r 1 -t 1 --json" + flag);
+    REQUIRE(b.code == 0);
+    const bool repack = flag.empty();
+    CHECK(b.out.find(std::string("\"repack\": ") + (repack ? "true" : "false")) != std::string::npos);
+    CHECK(b.out.find("\"tg4\"") != std::string::npos);
+    const Result g = run(weft_bin() + " generate" + m + " -p 'the cat' -n 8 --ignore-eos" + flag);
+    CHECK(g.code == 0);
+    CHECK(!g.out.empty());
+  }
+  fs::remove(q);
+}

@@ -12,8 +12,10 @@
 // activation block sums, exactly, in int32; only then do the block scales come in, as one
 // vector multiply per group of blocks: weight scales are gathered once per group and row,
 // activation scales are permuted to the same order once per group and token. So the per-block
-// cost is a few byte operations and a quarter of a reduction, cheap enough for one core to keep
-// up with DRAM on 4-bit weights.
+// cost is a few byte operations and a quarter of a reduction. That is still about as fast as one
+// core's share of DRAM bandwidth (Q4_0 ~16 GB/s from L2), so matrices loaded with repacking are
+// stored in the interleaved layout instead and run through the il:: kernels further down (2-3x
+// faster from L2), which need neither the unpacking shuffles nor the reduction.
 //
 // Bit-identical prefill and decode: matvec and matmul run the same unpack(), load_act() and step()
 // for each (row, vector, group), step() being the only place with float arithmetic, and the row's
@@ -727,12 +729,15 @@ inline __m512 f16x16(const std::byte* p) noexcept {
 inline __m512i load(const std::byte* p) noexcept { return _mm512_loadu_si512(p); }
 
 // A group of 16 rows is one sequential stream, and one stream alone does not reach this machine's
-// read bandwidth (the hardware prefetcher runs too short a distance ahead of it), so each tile
-// requests the bytes kPrefetch further on (the next group's when the group ends). 0 turns it off.
+// read bandwidth (the hardware prefetcher runs too short a distance ahead of it), so every load
+// requests the line kPrefetch bytes further on (the next group's when the group ends); one at a
+// time, since a whole 2304-byte Q4_K tile's lines requested at once fill the core's miss buffers
+// (standalone 2-thread Q4_K matvec from DRAM: 21-23 -> 24-26 GB/s). 0 turns it off.
 #ifndef WEFT_IL_PREFETCH
 #define WEFT_IL_PREFETCH 4096
 #endif
 constexpr std::int64_t kPrefetch = WEFT_IL_PREFETCH;
+// The lines [p, p + Bytes) kPrefetch bytes on.
 template <std::int64_t Bytes>
 inline void prefetch_tile(const std::byte* tile) noexcept {
   if constexpr (kPrefetch > 0)
@@ -760,12 +765,15 @@ struct Il32 {
     for (std::int64_t k = 0; k < nb; ++k) {
      for (int g = 0; g < S; ++g) {
       const std::byte* tile = tiles[g] + k * kTileBytes;
-      prefetch_tile<kTileBytes>(tile);
+      prefetch_tile<64>(tile);  // the scales; each quant line is requested next to its load
       const __m512 dw = f16x16(tile);
       if constexpr (D == DType::Q8_0) {
         // Quants stored as w + 128: Σ(w + 128)·a - 128·Σa.
         __m512i w[8];
-        for (int c = 0; c < 8; ++c) w[c] = load(tile + 32 + 64 * c);
+        for (int c = 0; c < 8; ++c) {
+          prefetch_tile<1>(tile + 32 + 64 * c);
+          w[c] = load(tile + 32 + 64 * c);
+        }
         for (int t = 0; t < NT; ++t) {
           const std::int8_t* a = qs[t] + 32 * k;
           __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
@@ -782,6 +790,7 @@ struct Il32 {
         const __m512i nib = _mm512_set1_epi8(0x0F);
         __m512i lo[4], hi[4];
         for (int c = 0; c < 4; ++c) {
+          prefetch_tile<1>(tile + 32 + 64 * c);
           const __m512i v = load(tile + 32 + 64 * c);
           lo[c] = _mm512_and_si512(v, nib);
           hi[c] = _mm512_andnot_si512(nib, v);
@@ -831,7 +840,9 @@ struct IlQ4K {
     for (std::int64_t k = 0; k < nb; ++k)
      for (int g = 0; g < S; ++g) {
       const std::byte* tile = tiles[g] + k * kTileBytes;
-      prefetch_tile<kTileBytes>(tile);
+      // The tile's 36 lines are requested one by one next to the loads (all at once they fill the
+      // core's miss buffers and stall it): its 4 header lines here, each quant line in the loop.
+      prefetch_tile<256>(tile);
       const __m512 d = f16x16(tile), dmin = f16x16(tile + 32);
       const __m512i w0 = load(tile + 64), w1 = load(tile + 128), w2 = load(tile + 192);
       // Scales (sc) and mins (m) of sub-blocks 0-3 and 4-7, one byte each per lane (q4_k_scale_min).
@@ -850,6 +861,7 @@ struct IlQ4K {
         __m512i s0[NT], s1[NT];
         for (int t = 0; t < NT; ++t) s0[t] = s1[t] = _mm512_setzero_si512();
         for (int i = 0; i < 8; ++i) {
+          prefetch_tile<1>(tile + 256 + 64 * (8 * p + i));
           const __m512i v = load(tile + 256 + 64 * (8 * p + i));
           const __m512i lo = _mm512_and_si512(v, nib), hi = _mm512_andnot_si512(nib, v);
           for (int t = 0; t < NT; ++t) {
