@@ -701,6 +701,25 @@ double q_bound(const QMatrix& m, int r, const QVector& x) {
   return 2.0 * (nb + 16) * kEps * mag + 1e-30;
 }
 
+// t's matvec_q on w (m's rows, in any layout) over rows [b, e) against the reference on m: within
+// q_bound inside the range, untouched outside.
+void check_matvec_q(const k::KernelTable& t, const TensorView& w, const QMatrix& m, const QVector& x, int b, int e) {
+  const int rows = static_cast<int>(m.view.rows);
+  std::vector<float> y(rows, -7.0f), y_ref(rows, -7.0f);
+  t.matvec_q(w, x.q.data(), y.data(), b, e);
+  k::ref::matvec_q(m.view, x.q.data(), y_ref.data(), b, e);
+  int bad = -1;
+  for (int r = 0; r < rows; ++r) {
+    if (r < b || r >= e) {
+      if (y[r] != -7.0f) bad = r;
+    } else if (!(std::fabs(double(y[r]) - y_ref[r]) <= q_bound(m, r, x))) {
+      bad = r;
+    }
+  }
+  INFO("row " << bad << ": " << (bad >= 0 ? y[bad] : 0.f) << " vs " << (bad >= 0 ? y_ref[bad] : 0.f));
+  CHECK(bad == -1);
+}
+
 std::vector<int> q_cols(DType t) {
   if (t == DType::Q8_0 || t == DType::Q4_0) return {32, 160, 256, 512, 2304};
   return {256, 512, 2304};
@@ -728,19 +747,7 @@ TEST_CASE("matvec_q of every ISA matches the reference for every quantized dtype
         for (auto [b, e] : {std::pair{0, rows}, {3, rows}, {5, 6}, {1, 12}, {4, 4}}) {
           CAPTURE(b);
           CAPTURE(e);
-          std::vector<float> y(rows, -7.0f), y_ref(rows, -7.0f);
-          t->matvec_q(m.view, x.q.data(), y.data(), b, e);
-          k::ref::matvec_q(m.view, x.q.data(), y_ref.data(), b, e);
-          int bad = -1;
-          for (int r = 0; r < rows; ++r) {
-            if (r < b || r >= e) {
-              if (y[r] != -7.0f) bad = r;
-            } else if (!(std::fabs(double(y[r]) - y_ref[r]) <= q_bound(m, r, x))) {
-              bad = r;
-            }
-          }
-          INFO("row " << bad << ": " << (bad >= 0 ? y[bad] : 0.f) << " vs " << (bad >= 0 ? y_ref[bad] : 0.f));
-          CHECK(bad == -1);
+          check_matvec_q(*t, m.view, m, x, b, e);
         }
       }
     }
@@ -853,19 +860,7 @@ TEST_CASE("interleaved quantized matrices: every ISA reads them like the plain r
         for (auto [b, e] : {std::pair{0, rows}, {16, 80}, {5, 21}, {3, 76}, {64, rows}, {20, 20}, {17, 18}, {0, 64}}) {
           CAPTURE(b);
           CAPTURE(e);
-          std::vector<float> y(rows, -7.0f), y_ref(rows, -7.0f);
-          t->matvec_q(v, x.q.data(), y.data(), b, e);
-          k::ref::matvec_q(m.view, x.q.data(), y_ref.data(), b, e);
-          int bad = -1;
-          for (int r = 0; r < rows; ++r) {
-            if (r < b || r >= e) {
-              if (y[r] != -7.0f) bad = r;
-            } else if (!(std::fabs(double(y[r]) - y_ref[r]) <= q_bound(m, r, x))) {
-              bad = r;
-            }
-          }
-          INFO("row " << bad << ": " << (bad >= 0 ? y[bad] : 0.f) << " vs " << (bad >= 0 ? y_ref[bad] : 0.f));
-          CHECK(bad == -1);
+          check_matvec_q(*t, v, m, x, b, e);
           // Prefill equals decode on this layout too, for every number of vectors.
           for (int nn : {1, 4, 5, n}) {
             std::vector<float> ym(static_cast<std::size_t>(nn) * ldy, -7.0f), y1(ym.size(), -7.0f);

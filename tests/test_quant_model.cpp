@@ -88,6 +88,23 @@ Compare compare(const std::vector<float>& l, const std::vector<float>& ref, cons
   return c;
 }
 
+// The default model (weft-make-model: random weights, vocabulary 512) written to a temporary directory.
+fs::path default_model(const std::string& name) {
+  const char* make = std::getenv("WEFT_MAKE_MODEL");
+  REQUIRE(make != nullptr);
+  const fs::path dir = tmp(name);
+  REQUIRE(std::system((std::string(make) + " -o " + dir.string() + " >/dev/null").c_str()) == 0);
+  return dir;
+}
+
+// BOS then n - 1 random ids of the default model's vocabulary.
+std::vector<std::int32_t> random_ids(unsigned seed, int n) {
+  std::mt19937 rng(seed);
+  std::vector<std::int32_t> ids{1};
+  for (int i = 1; i < n; ++i) ids.push_back(std::uniform_int_distribution<std::int32_t>(3, 511)(rng));
+  return ids;
+}
+
 std::string quantize(const std::string& in, const std::string& type) {
   const fs::path out = tmp(type + ".gguf");
   weft::QuantizeOptions o;
@@ -151,13 +168,8 @@ TEST_CASE("tiny-mistral: Q8_0 changes the top-1 token only at near-ties of the f
 }
 
 TEST_CASE("k-quants on the default model: logit error follows each format's weight error") {
-  const char* make = std::getenv("WEFT_MAKE_MODEL");
-  REQUIRE(make != nullptr);
-  const fs::path dir = tmp("default");
-  REQUIRE(std::system((std::string(make) + " -o " + dir.string() + " >/dev/null").c_str()) == 0);
-  std::mt19937 rng(1);
-  std::vector<std::int32_t> ids{1};
-  for (int i = 0; i < 127; ++i) ids.push_back(std::uniform_int_distribution<std::int32_t>(3, 511)(rng));
+  const fs::path dir = default_model("default");
+  const std::vector<std::int32_t> ids = random_ids(1, 128);
   const auto ref = score(dir.string(), ids);
   struct Case {
     const char* type;
@@ -188,13 +200,8 @@ TEST_CASE("quantized weights in the kernels' interleaved layout give the file la
   // not the other moves by a quantization step, from that position on (seen: Q8_0 with tp 2 equal
   // to 5e-7 at positions 0-31, then 0.03 apart: 16% of the quantization's own error; Q4_0 flat
   // 2.4%). A wrong tile or row would give errors as large as the logits themselves.
-  const char* make = std::getenv("WEFT_MAKE_MODEL");
-  REQUIRE(make != nullptr);
-  const fs::path dir = tmp("il");
-  REQUIRE(std::system((std::string(make) + " -o " + dir.string() + " >/dev/null").c_str()) == 0);
-  std::mt19937 rng(2);
-  std::vector<std::int32_t> ids{1};
-  for (int i = 0; i < 40; ++i) ids.push_back(std::uniform_int_distribution<std::int32_t>(3, 511)(rng));
+  const fs::path dir = default_model("il");
+  const std::vector<std::int32_t> ids = random_ids(2, 41);
   const auto ref = score(dir.string(), ids);
   for (const char* type : {"q8_0", "q4_0", "q4_k_m"}) {
     CAPTURE(std::string(type));
