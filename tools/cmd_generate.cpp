@@ -163,6 +163,7 @@ Runner add_generate(CLI::App& app) {
       std::fflush(stdout);
     });
     std::fputc('\n', stdout);
+    std::fflush(stdout);  // the text's last line before the timings on stderr, in a shared terminal too
     const double pp = r.prompt_seconds > 0 ? r.prompt_ids.size() / r.prompt_seconds : 0;
     const std::size_t decoded = r.ids.empty() ? 0 : r.ids.size() - 1;  // the first id comes from the prefill
     const double tg = r.decode_seconds > 0 ? decoded / r.decode_seconds : 0;
