@@ -754,6 +754,35 @@ TEST_CASE("matvec_q of every ISA matches the reference for every quantized dtype
   }
 }
 
+TEST_CASE("every ISA's activation quantizer writes the reference's bytes, odd values included") {
+  // Zeros, subnormals (the scale's inverse overflows), huge values, a ramp, and the ramp with a
+  // NaN or an infinity (the vector conversions differ from lrintf there).
+  const int cols = 512;
+  std::vector<std::vector<float>> cases;
+  cases.push_back(std::vector<float>(cols, 0.0f));
+  cases.push_back(std::vector<float>(cols, 1e-41f));
+  cases.push_back(std::vector<float>(cols, 3e38f));
+  std::vector<float> ties(cols);
+  for (int i = 0; i < cols; ++i) ties[i] = static_cast<float>(i % 64) - 31.5f;
+  cases.push_back(ties);
+  for (float bad : {std::nanf(""), INFINITY, -INFINITY}) {
+    std::vector<float> v = ties;
+    v[37] = bad;
+    cases.push_back(v);
+  }
+  for (const k::KernelTable* t : tables_under_test())
+    for (DType d : kQuantDtypes)
+      for (std::size_t c = 0; c < cases.size(); ++c) {
+        CAPTURE(std::string(t->name));
+        CAPTURE(dtype_name(d));
+        CAPTURE(c);
+        std::vector<std::byte> mine(k::act_bytes(d, cols)), ref(mine.size());
+        t->quantize_act(d, cases[c].data(), cols, mine.data());
+        k::ref::quantize_act(d, cases[c].data(), cols, ref.data());
+        CHECK(std::memcmp(mine.data(), ref.data(), mine.size()) == 0);
+      }
+}
+
 TEST_CASE("matmul_q of every ISA equals its matvec_q bit for bit (n = 1..9, odd row ranges)") {
   std::mt19937 rng(31);
   const int rows = 11;

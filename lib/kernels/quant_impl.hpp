@@ -25,6 +25,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -1008,6 +1009,75 @@ void qmatmul_rel(const TensorView& w, const std::byte* xq, std::int64_t n, float
   }
 }
 
+// The activation quantizer on 512-bit vectors: per element the operations of ref::quantize_act
+// (max |x|, d = amax / 127, q = x · (1/d) converted in the default round-to-nearest-even mode, as
+// lrintf does, clamped to ±127), so the same bytes, without a libm call per element; it ran on
+// the calling thread between parallel regions while the other threads waited. Vectors with a
+// non-finite value, or a scale whose inverse overflows, are redone by the reference, whose
+// integer conversions differ from the vector ones there.
+template <class Q>
+void quantize_act(DType wtype, const float* x, std::int64_t n, void* xq_) noexcept {
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+  if constexpr (Q::W == 4) {
+    auto* p = static_cast<std::byte*>(xq_);
+    bool ok = true;
+    const auto amax = [&](const float* v, int count) {
+      __m512 m = _mm512_setzero_ps();
+      __mmask16 nan = 0;
+      for (int i = 0; i < count; i += 16) {
+        const __m512 y = _mm512_loadu_ps(v + i);
+        m = _mm512_max_ps(m, _mm512_abs_ps(y));
+        nan = static_cast<__mmask16>(nan | _mm512_cmp_ps_mask(y, y, _CMP_UNORD_Q));
+      }
+      const float a = _mm512_reduce_max_ps(m);
+      if (nan != 0 || !std::isfinite(a)) ok = false;
+      return a;
+    };
+    const auto inverse = [&](float d) {
+      const float id = d > 0.0f ? 1.0f / d : 0.0f;
+      if (!std::isfinite(id)) ok = false;
+      return _mm512_set1_ps(id);
+    };
+    const auto q16 = [](const float* v, __m512 id, std::int8_t* q) {
+      __m512i r = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(v), id));
+      r = _mm512_min_epi32(_mm512_max_epi32(r, _mm512_set1_epi32(-127)), _mm512_set1_epi32(127));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(q), _mm512_cvtsepi32_epi8(r));
+      return r;
+    };
+    if (wtype == DType::Q8_0 || wtype == DType::Q4_0) {
+      const std::int64_t nb = n / 32, nbp = (nb + kActGroupBlocks - 1) / kActGroupBlocks * kActGroupBlocks;
+      auto* qs = reinterpret_cast<std::int8_t*>(p);
+      auto* d = reinterpret_cast<float*>(p + 32 * nbp);
+      auto* sum = reinterpret_cast<std::int32_t*>(p + 36 * nbp);
+      for (std::int64_t k = 0; k < nb; ++k) {
+        const float dk = amax(x + 32 * k, 32) / 127.0f;
+        const __m512 id = inverse(dk);
+        const __m512i a = q16(x + 32 * k, id, qs + 32 * k), b = q16(x + 32 * k + 16, id, qs + 32 * k + 16);
+        sum[k] = _mm512_reduce_add_epi32(_mm512_add_epi32(a, b));
+        d[k] = dk;
+      }
+      std::memset(qs + 32 * nb, 0, static_cast<std::size_t>(32 * (nbp - nb)));
+      std::fill(d + nb, d + nbp, 0.0f);
+      std::fill(sum + nb, sum + nbp, 0);
+    } else if (wtype == DType::Q4_K || wtype == DType::Q6_K) {
+      for (std::int64_t k = 0; k < n / 256; ++k) {
+        BlockQ8_K b;
+        b.d = amax(x + 256 * k, 256) / 127.0f;
+        const __m512 id = inverse(b.d);
+        for (int sb = 0; sb < 16; ++sb)
+          b.bsums[sb] = static_cast<std::int16_t>(_mm512_reduce_add_epi32(q16(x + 256 * k + 16 * sb, id, b.qs + 16 * sb)));
+        std::memcpy(p + k * static_cast<std::int64_t>(sizeof b), &b, sizeof b);
+      }
+    } else {
+      std::memcpy(p, x, static_cast<std::size_t>(n) * sizeof(float));
+    }
+    if (!ok) ref::quantize_act(wtype, x, n, xq_);
+    return;
+  }
+#endif
+  ref::quantize_act(wtype, x, n, xq_);
+}
+
 // The dtypes whose interleaved layout this table's kernels read (KernelTable::interleaved); any
 // other interleaved view goes to the references, which read every layout.
 template <class Q>
@@ -1100,7 +1170,7 @@ constexpr KernelTable make_table(Isa isa, const char* name) noexcept {
                      &rope<T>,
                      &softmax<T>,
                      &silu_mul<T>,
-                     &ref::quantize_act,
+                     &quantize_act<Q>,
                      &qmatvec<T, Q>,
                      &qmatmul<T, Q>,
                      &qmatvec_silu_mul<T, Q>,
