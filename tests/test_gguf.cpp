@@ -11,7 +11,9 @@
 #include <random>
 #include <vector>
 
+#include "core/quant.hpp"
 #include "io/gguf.hpp"
+#include "kernels/kernels.hpp"
 #include "model/gguf_model.hpp"
 #include "model/weights.hpp"
 #include "testing.hpp"
@@ -651,6 +653,38 @@ TEST_CASE("load_model on a GGUF: views in the stored dtype, q/k rows unpermuted,
   // The GGUF magic is enough, whatever the name.
   const std::string plain = write_tiny_gguf("model_no_suffix", {});
   CHECK(model::load_model(plain, "", true).format == "gguf");
+}
+
+TEST_CASE("load_model with repack stores the quantized matrices interleaved, every row as in the file") {
+  // Vocabulary 300: 18 whole groups of 16 rows and 12 plain rows in the lm_head.
+  for (DType t : {DType::Q8_0, DType::Q4_0}) {
+    CAPTURE(dtype_name(t));
+    const std::string path = write_tiny_gguf(std::string("il_") + std::string(dtype_name(t)) + ".gguf", {.matrix = t});
+    const model::LoadedModel plain = model::load_model(path, "", true, false);
+    const model::LoadedModel il = model::load_model(path, "", true, true);
+    const int want = kernels::reads_interleaved(t) ? kInterleaveRows : 0;
+    std::vector<const TensorView*> a = {&plain.weights.lm_head}, b = {&il.weights.lm_head};
+    for (int l = 0; l < 2; ++l)
+      for (auto m : {&model::LayerWeights::wq, &model::LayerWeights::wk, &model::LayerWeights::w_up,
+                     &model::LayerWeights::w_down}) {
+        a.push_back(&(plain.weights.layers[l].*m));
+        b.push_back(&(il.weights.layers[l].*m));
+      }
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      CAPTURE(i);
+      REQUIRE(a[i]->dtype == t);
+      CHECK(a[i]->interleave == 0);
+      CHECK(b[i]->interleave == want);
+      if (want != 0) CHECK(std::memcmp(a[i]->data, b[i]->data, a[i]->bytes()) != 0);
+      std::vector<std::byte> row(a[i]->row_bytes());
+      bool same = true;
+      for (std::int64_t r = 0; r < a[i]->rows; ++r) {
+        read_row(*b[i], r, row.data());
+        same = same && std::memcmp(row.data(), a[i]->row(r), row.size()) == 0;
+      }
+      CHECK(same);
+    }
+  }
 }
 
 TEST_CASE("quantize_model: GGUF -> GGUF in f32/bf16/f16 round-trips the weights, metadata and tokenizer") {

@@ -76,6 +76,10 @@ float dot_f32(const float* a, const float* b, std::int64_t n) noexcept;
 // dtypes the n floats themselves (the *_q kernels then run the float kernels). A multiple of 4.
 std::size_t act_bytes(DType wtype, std::int64_t n) noexcept;
 constexpr std::int64_t kActGroupBlocks = 16;
+// nbp above: the blocks of 32 of an n-element Q8_0/Q4_0 activation, padded to kActGroupBlocks.
+constexpr std::int64_t act_padded_blocks(std::int64_t n) noexcept {
+  return (n / 32 + kActGroupBlocks - 1) / kActGroupBlocks * kActGroupBlocks;
+}
 
 // Quantizes x[0, n) for a dot product with wtype weights into xq (act_bytes(wtype, n) bytes):
 // per block d = max|x| / 127 and q = round(x / d) in [-127, 127]. Thread-safe.

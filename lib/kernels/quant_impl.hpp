@@ -286,7 +286,7 @@ struct Fmt32 {
   static std::int64_t groups(std::int64_t cols) noexcept { return (cols / 32 + G - 1) / G; }
 
   static Act load_act(const std::byte* xq, std::int64_t cols, std::int64_t g) noexcept {
-    const std::int64_t nbp = (cols / 32 + kActGroupBlocks - 1) / kActGroupBlocks * kActGroupBlocks;
+    const std::int64_t nbp = act_padded_blocks(cols);
     const std::byte* qs = xq + 32 * G * g;
     Act a;
     for (int i = 0; i < 4; ++i) {
@@ -742,19 +742,18 @@ constexpr std::int64_t kPrefetch = WEFT_IL_PREFETCH;
 template <std::int64_t Bytes>
 inline void prefetch_tile(const std::byte* tile) noexcept {
   if constexpr (kPrefetch > 0)
-    for (std::int64_t off = 0; off < Bytes; off += 64) _mm_prefetch(reinterpret_cast<const char*>(tile + kPrefetch + off), _MM_HINT_T0);
+    for (std::int64_t off = 0; off < Bytes; off += 64)
+      _mm_prefetch(reinterpret_cast<const char*>(tile + kPrefetch + off), _MM_HINT_T0);
 }
 
 // Q8_0 and Q4_0: tiles of 16 x 32 weights; activations in the Act32 layout (act_bytes).
 template <DType D>
 struct Il32 {
-  static constexpr std::int64_t kBlock = 32;
   static constexpr std::int64_t kTileBytes = D == DType::Q8_0 ? 544 : 288;
   // S groups of 16 rows (tiles[g]) by NT vectors (xq[t]) into acc[g * NT + t].
   template <int NT, int S>
   static void run(const std::byte* const* tiles, std::int64_t cols, const std::byte* const* xq, __m512* acc) noexcept {
-    const std::int64_t nb = cols / 32;
-    const std::int64_t nbp = (nb + kActGroupBlocks - 1) / kActGroupBlocks * kActGroupBlocks;
+    const std::int64_t nb = cols / 32, nbp = act_padded_blocks(cols);
     const std::int8_t* qs[NT];
     const float* da[NT];
     const std::int32_t* sum[NT];
@@ -764,50 +763,53 @@ struct Il32 {
       sum[t] = reinterpret_cast<const std::int32_t*>(xq[t] + 36 * nbp);
     }
     for (std::int64_t k = 0; k < nb; ++k) {
-     for (int g = 0; g < S; ++g) {
-      const std::byte* tile = tiles[g] + k * kTileBytes;
-      prefetch_tile<64>(tile);  // the scales; each quant line is requested next to its load
-      const __m512 dw = f16x16(tile);
-      if constexpr (D == DType::Q8_0) {
-        // Quants stored as w + 128: Σ(w + 128)·a - 128·Σa.
-        __m512i w[8];
-        for (int c = 0; c < 8; ++c) {
-          prefetch_tile<1>(tile + 32 + 64 * c);
-          w[c] = load(tile + 32 + 64 * c);
-        }
-        for (int t = 0; t < NT; ++t) {
-          const std::int8_t* a = qs[t] + 32 * k;
-          __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
-          for (int c = 0; c < 8; c += 2) {
-            s0 = _mm512_dpbusd_epi32(s0, w[c], bcast4(a + 4 * c));
-            s1 = _mm512_dpbusd_epi32(s1, w[c + 1], bcast4(a + 4 * c + 4));
+      for (int g = 0; g < S; ++g) {
+        const std::byte* tile = tiles[g] + k * kTileBytes;
+        prefetch_tile<64>(tile);  // the scales; each quant line is requested next to its load
+        const __m512 dw = f16x16(tile);
+        if constexpr (D == DType::Q8_0) {
+          // Quants stored as w + 128: Σ(w + 128)·a - 128·Σa.
+          __m512i w[8];
+          for (int c = 0; c < 8; ++c) {
+            prefetch_tile<1>(tile + 32 + 64 * c);
+            w[c] = load(tile + 32 + 64 * c);
           }
-          const __m512i dot = _mm512_sub_epi32(_mm512_add_epi32(s0, s1), _mm512_set1_epi32(sum[t][k] * 128));
-          acc[g * NT + t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, _mm512_set1_ps(da[t][k])), acc[g * NT + t]);
-        }
-      } else {
-        // Word c holds quants 4c..4c+3 in its low nibbles and 16+4c.. in its high ones; the high
-        // nibbles are used in place (times 16) and the sum shifted back, exactly.
-        const __m512i nib = _mm512_set1_epi8(0x0F);
-        __m512i lo[4], hi[4];
-        for (int c = 0; c < 4; ++c) {
-          prefetch_tile<1>(tile + 32 + 64 * c);
-          const __m512i v = load(tile + 32 + 64 * c);
-          lo[c] = _mm512_and_si512(v, nib);
-          hi[c] = _mm512_andnot_si512(nib, v);
-        }
-        for (int t = 0; t < NT; ++t) {
-          const std::int8_t* a = qs[t] + 32 * k;
-          __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+          for (int t = 0; t < NT; ++t) {
+            const std::int8_t* a = qs[t] + 32 * k;
+            __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+            for (int c = 0; c < 8; c += 2) {
+              s0 = _mm512_dpbusd_epi32(s0, w[c], bcast4(a + 4 * c));
+              s1 = _mm512_dpbusd_epi32(s1, w[c + 1], bcast4(a + 4 * c + 4));
+            }
+            const __m512i dot = _mm512_sub_epi32(_mm512_add_epi32(s0, s1), _mm512_set1_epi32(sum[t][k] * 128));
+            __m512& out = acc[g * NT + t];
+            out = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, _mm512_set1_ps(da[t][k])), out);
+          }
+        } else {
+          // Word c holds quants 4c..4c+3 in its low nibbles and 16+4c.. in its high ones; the high
+          // nibbles are used in place (times 16) and the sum shifted back, exactly.
+          const __m512i nib = _mm512_set1_epi8(0x0F);
+          __m512i lo[4], hi[4];
           for (int c = 0; c < 4; ++c) {
-            s0 = _mm512_dpbusd_epi32(s0, lo[c], bcast4(a + 4 * c));
-            s1 = _mm512_dpbusd_epi32(s1, hi[c], bcast4(a + 16 + 4 * c));
+            prefetch_tile<1>(tile + 32 + 64 * c);
+            const __m512i v = load(tile + 32 + 64 * c);
+            lo[c] = _mm512_and_si512(v, nib);
+            hi[c] = _mm512_andnot_si512(nib, v);
           }
-          const __m512i dot = _mm512_sub_epi32(_mm512_add_epi32(s0, _mm512_srai_epi32(s1, 4)), _mm512_set1_epi32(sum[t][k] * 8));
-          acc[g * NT + t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, _mm512_set1_ps(da[t][k])), acc[g * NT + t]);
+          for (int t = 0; t < NT; ++t) {
+            const std::int8_t* a = qs[t] + 32 * k;
+            __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+            for (int c = 0; c < 4; ++c) {
+              s0 = _mm512_dpbusd_epi32(s0, lo[c], bcast4(a + 4 * c));
+              s1 = _mm512_dpbusd_epi32(s1, hi[c], bcast4(a + 16 + 4 * c));
+            }
+            const __m512i dot =
+                _mm512_sub_epi32(_mm512_add_epi32(s0, _mm512_srai_epi32(s1, 4)), _mm512_set1_epi32(sum[t][k] * 8));
+            __m512& out = acc[g * NT + t];
+            out = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, _mm512_set1_ps(da[t][k])), out);
+          }
         }
       }
-     }
     }
   }
 };
@@ -816,7 +818,6 @@ struct Il32 {
 // words of quants: word 8p + i has elements 64p + 4i.. of sub-block 2p in its low nibbles and
 // 64p + 32 + 4i.. of sub-block 2p + 1 in its high ones). Activations: BlockQ8_K per 256.
 struct IlQ4K {
-  static constexpr std::int64_t kBlock = 256;
   static constexpr std::int64_t kTileBytes = 2304;
   // Byte j of every 32-bit lane, zero-extended to the lane (vpshufb control).
   static __m512i byte_ctrl(int j) noexcept {
@@ -838,53 +839,54 @@ struct IlQ4K {
     const std::int64_t nb = cols / 256;
     const __m512i nib = _mm512_set1_epi8(0x0F), m6 = _mm512_set1_epi8(0x3F), m4 = nib,
                   top2 = _mm512_set1_epi8(0x30);
-    for (std::int64_t k = 0; k < nb; ++k)
-     for (int g = 0; g < S; ++g) {
-      const std::byte* tile = tiles[g] + k * kTileBytes;
-      // The tile's 36 lines are requested one by one next to the loads (all at once they fill the
-      // core's miss buffers and stall it): its 4 header lines here, each quant line in the loop.
-      prefetch_tile<256>(tile);
-      const __m512 d = f16x16(tile), dmin = f16x16(tile + 32);
-      const __m512i w0 = load(tile + 64), w1 = load(tile + 128), w2 = load(tile + 192);
-      // Scales (sc) and mins (m) of sub-blocks 0-3 and 4-7, one byte each per lane (q4_k_scale_min).
-      const __m512i sc[2] = {_mm512_and_si512(w0, m6),
-                             _mm512_or_si512(_mm512_and_si512(w2, m4), _mm512_and_si512(_mm512_srli_epi32(w0, 2), top2))};
-      const __m512i mn[2] = {_mm512_and_si512(w1, m6), _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(w2, 4), m4),
-                                                                       _mm512_and_si512(_mm512_srli_epi32(w1, 2), top2))};
-      const BlockQ8_K* a[NT];
-      for (int t = 0; t < NT; ++t) a[t] = reinterpret_cast<const BlockQ8_K*>(xq[t]) + k;
-      // Σ sc·dot over the low-nibble sub-blocks, and 16x that over the high-nibble ones; Σ m·bsum.
-      __m512i lo_sum[NT], hi_sum[NT], mins[NT];
-      for (int t = 0; t < NT; ++t) lo_sum[t] = hi_sum[t] = mins[t] = _mm512_setzero_si512();
-      for (int p = 0; p < 4; ++p) {
-        const __m512i sc_a = _mm512_shuffle_epi8(sc[p / 2], byte_ctrl((2 * p) % 4));
-        const __m512i sc_b = _mm512_shuffle_epi8(sc[p / 2], byte_ctrl((2 * p + 1) % 4));
-        __m512i s0[NT], s1[NT];
-        for (int t = 0; t < NT; ++t) s0[t] = s1[t] = _mm512_setzero_si512();
-        for (int i = 0; i < 8; ++i) {
-          prefetch_tile<1>(tile + 256 + 64 * (8 * p + i));
-          const __m512i v = load(tile + 256 + 64 * (8 * p + i));
-          const __m512i lo = _mm512_and_si512(v, nib), hi = _mm512_andnot_si512(nib, v);
+    for (std::int64_t k = 0; k < nb; ++k) {
+      for (int g = 0; g < S; ++g) {
+        const std::byte* tile = tiles[g] + k * kTileBytes;
+        // The tile's 36 lines are requested one by one next to the loads (all at once they fill the
+        // core's miss buffers and stall it): its 4 header lines here, each quant line in the loop.
+        prefetch_tile<256>(tile);
+        const __m512 d = f16x16(tile), dmin = f16x16(tile + 32);
+        const __m512i w0 = load(tile + 64), w1 = load(tile + 128), w2 = load(tile + 192);
+        // Scales (sc) and mins (m) of sub-blocks 0-3 and 4-7, one byte each per lane (q4_k_scale_min).
+        const __m512i sc[2] = {_mm512_and_si512(w0, m6),
+                               _mm512_or_si512(_mm512_and_si512(w2, m4), _mm512_and_si512(_mm512_srli_epi32(w0, 2), top2))};
+        const __m512i mn[2] = {_mm512_and_si512(w1, m6), _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(w2, 4), m4),
+                                                                         _mm512_and_si512(_mm512_srli_epi32(w1, 2), top2))};
+        const BlockQ8_K* a[NT];
+        for (int t = 0; t < NT; ++t) a[t] = reinterpret_cast<const BlockQ8_K*>(xq[t]) + k;
+        // Σ sc·dot over the low-nibble sub-blocks, and 16x that over the high-nibble ones; Σ m·bsum.
+        __m512i lo_sum[NT], hi_sum[NT], mins[NT];
+        for (int t = 0; t < NT; ++t) lo_sum[t] = hi_sum[t] = mins[t] = _mm512_setzero_si512();
+        for (int p = 0; p < 4; ++p) {
+          const __m512i sc_a = _mm512_shuffle_epi8(sc[p / 2], byte_ctrl((2 * p) % 4));
+          const __m512i sc_b = _mm512_shuffle_epi8(sc[p / 2], byte_ctrl((2 * p + 1) % 4));
+          __m512i s0[NT], s1[NT];
+          for (int t = 0; t < NT; ++t) s0[t] = s1[t] = _mm512_setzero_si512();
+          for (int i = 0; i < 8; ++i) {
+            prefetch_tile<1>(tile + 256 + 64 * (8 * p + i));
+            const __m512i v = load(tile + 256 + 64 * (8 * p + i));
+            const __m512i lo = _mm512_and_si512(v, nib), hi = _mm512_andnot_si512(nib, v);
+            for (int t = 0; t < NT; ++t) {
+              s0[t] = _mm512_dpbusd_epi32(s0[t], lo, bcast4(a[t]->qs + 64 * p + 4 * i));
+              s1[t] = _mm512_dpbusd_epi32(s1[t], hi, bcast4(a[t]->qs + 64 * p + 32 + 4 * i));
+            }
+          }
           for (int t = 0; t < NT; ++t) {
-            s0[t] = _mm512_dpbusd_epi32(s0[t], lo, bcast4(a[t]->qs + 64 * p + 4 * i));
-            s1[t] = _mm512_dpbusd_epi32(s1[t], hi, bcast4(a[t]->qs + 64 * p + 32 + 4 * i));
+            lo_sum[t] = _mm512_add_epi32(lo_sum[t], _mm512_mullo_epi32(s0[t], sc_a));
+            hi_sum[t] = _mm512_add_epi32(hi_sum[t], _mm512_mullo_epi32(s1[t], sc_b));
           }
         }
-        for (int t = 0; t < NT; ++t) {
-          lo_sum[t] = _mm512_add_epi32(lo_sum[t], _mm512_mullo_epi32(s0[t], sc_a));
-          hi_sum[t] = _mm512_add_epi32(hi_sum[t], _mm512_mullo_epi32(s1[t], sc_b));
+        for (int j = 0; j < 8; ++j) {
+          const __m512i mj = _mm512_shuffle_epi8(mn[j / 4], byte2_ctrl(j % 4));
+          for (int t = 0; t < NT; ++t) mins[t] = _mm512_dpwssd_epi32(mins[t], mj, bcast4(a[t]->bsums + 2 * j));
         }
-      }
-      for (int j = 0; j < 8; ++j) {
-        const __m512i mj = _mm512_shuffle_epi8(mn[j / 4], byte2_ctrl(j % 4));
-        for (int t = 0; t < NT; ++t) mins[t] = _mm512_dpwssd_epi32(mins[t], mj, bcast4(a[t]->bsums + 2 * j));
-      }
-      for (int t = 0; t < NT; ++t) {
-        const __m512i dot = _mm512_add_epi32(lo_sum[t], _mm512_srai_epi32(hi_sum[t], 4));
-        const __m512 ad = _mm512_set1_ps(a[t]->d);
-        __m512& out = acc[g * NT + t];
-        out = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(d, ad), out);
-        out = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mins[t]), _mm512_mul_ps(dmin, ad), out);
+        for (int t = 0; t < NT; ++t) {
+          const __m512i dot = _mm512_add_epi32(lo_sum[t], _mm512_srai_epi32(hi_sum[t], 4));
+          const __m512 ad = _mm512_set1_ps(a[t]->d);
+          __m512& out = acc[g * NT + t];
+          out = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(d, ad), out);
+          out = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mins[t]), _mm512_mul_ps(dmin, ad), out);
+        }
       }
     }
   }
@@ -963,11 +965,11 @@ void matmul_rows(const TensorView& w, const std::byte* xq, std::size_t stride, s
 
 // ---- entry points with the signatures of the kernel table ----------------------------------------
 
-// Quantized weights: y[r - begin] for r in [begin, end) (y points at row begin's output).
 template <class Q>
 void qmatmul_rel(const TensorView& w, const std::byte* xq, std::int64_t n, float* y, std::int64_t ldy,
                  std::int64_t begin, std::int64_t end) noexcept;
 
+// Quantized weights: y[r - begin] for r in [begin, end) (y points at row begin's output).
 template <class Q>
 void qmatvec_rel(const TensorView& w, const std::byte* xq, float* y, std::int64_t begin, std::int64_t end) noexcept {
   if (w.interleave != 0) return qmatmul_rel<Q>(w, xq, 1, y, 0, begin, end);
@@ -994,7 +996,7 @@ void qmatmul_rel(const TensorView& w, const std::byte* xq, std::int64_t n, float
       case DType::Q4_0:
         return il::matmul_rows<il::Il32<DType::Q4_0>, Fmt32<Q, DType::Q4_0>>(w, xq, stride, n, y, ldy, begin, end);
       case DType::Q4_K: return il::matmul_rows<il::IlQ4K, FmtQ4K<Q>>(w, xq, stride, n, y, ldy, begin, end);
-      default: break;  // not interleaved by this table (see interleaved_dtypes)
+      default: break;  // not read interleaved by this table (interleaved_mask; the callers check)
     }
   }
 #endif
@@ -1045,7 +1047,7 @@ void quantize_act(DType wtype, const float* x, std::int64_t n, void* xq_) noexce
       return r;
     };
     if (wtype == DType::Q8_0 || wtype == DType::Q4_0) {
-      const std::int64_t nb = n / 32, nbp = (nb + kActGroupBlocks - 1) / kActGroupBlocks * kActGroupBlocks;
+      const std::int64_t nb = n / 32, nbp = act_padded_blocks(n);
       auto* qs = reinterpret_cast<std::int8_t*>(p);
       auto* d = reinterpret_cast<float*>(p + 32 * nbp);
       auto* sum = reinterpret_cast<std::int32_t*>(p + 36 * nbp);

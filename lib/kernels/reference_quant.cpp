@@ -15,10 +15,6 @@ namespace {
 bool is_k_quant(DType t) noexcept { return t == DType::Q4_K || t == DType::Q6_K; }
 bool is_block32(DType t) noexcept { return t == DType::Q8_0 || t == DType::Q4_0; }
 
-std::int64_t padded_blocks(std::int64_t n) noexcept {
-  return (n / 32 + kActGroupBlocks - 1) / kActGroupBlocks * kActGroupBlocks;
-}
-
 // The three arrays of the Q8_0/Q4_0 activation layout (see act_bytes).
 struct Act32 {
   const std::int8_t* qs;
@@ -27,7 +23,7 @@ struct Act32 {
 };
 Act32 act32(const void* xq, std::int64_t n) noexcept {
   const auto* p = static_cast<const std::byte*>(xq);
-  const std::int64_t nbp = padded_blocks(n);
+  const std::int64_t nbp = act_padded_blocks(n);
   return {reinterpret_cast<const std::int8_t*>(p), reinterpret_cast<const float*>(p + 32 * nbp),
           reinterpret_cast<const std::int32_t*>(p + 36 * nbp)};
 }
@@ -129,7 +125,7 @@ float silu_times(float g, float u) noexcept { return g / (1.0f + std::exp(-g)) *
 }  // namespace
 
 std::size_t act_bytes(DType wtype, std::int64_t n) noexcept {
-  if (is_block32(wtype)) return static_cast<std::size_t>(padded_blocks(n)) * (32 + 4 + 4);
+  if (is_block32(wtype)) return static_cast<std::size_t>(act_padded_blocks(n)) * (32 + 4 + 4);
   if (is_k_quant(wtype)) return static_cast<std::size_t>(n / 256) * sizeof(BlockQ8_K);
   return static_cast<std::size_t>(n) * sizeof(float);
 }
@@ -151,7 +147,7 @@ namespace ref {
 void quantize_act(DType wtype, const float* x, std::int64_t n, void* xq) noexcept {
   auto* p = static_cast<std::byte*>(xq);
   if (is_block32(wtype)) {
-    const std::int64_t nb = n / 32, nbp = padded_blocks(n);
+    const std::int64_t nb = n / 32, nbp = act_padded_blocks(n);
     auto* qs = reinterpret_cast<std::int8_t*>(p);
     auto* d = reinterpret_cast<float*>(p + 32 * nbp);
     auto* sum = reinterpret_cast<std::int32_t*>(p + 36 * nbp);

@@ -299,22 +299,18 @@ LoadedModel load_model(const std::string& path, const std::string& tokenizer_pat
     throw InputError((tokenizer_path.empty() ? path : tokenizer_path) + ": tokenizer has " +
                      std::to_string(m.tokenizer->vocab_size()) + " tokens but the model's vocabulary is " +
                      std::to_string(m.config.vocab_size));
+  // Without mmap every matrix is copied; with it only those that are interleaved (a copy anyway).
+  const auto place = [&](TensorView& t, bool may_interleave) {
+    const bool il = repack && may_interleave && wants_interleave(t);
+    if (!use_mmap || il) copy_to_anonymous(t, *st, il);
+  };
+  for (auto& L : m.weights.layers)
+    for (TensorView* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) place(*t, true);
+  // The embedding is read one row per token, so it stays mapped unless it is also the lm_head;
+  // then it stays in the file's layout, which embedding_row reads.
   const bool tied = m.weights.lm_head.data == m.weights.embedding.data;
-  if (!use_mmap) {
-    for (auto& L : m.weights.layers)
-      for (TensorView* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
-        copy_to_anonymous(*t, *st, repack && wants_interleave(*t));
-    // The embedding is read one row per token, so it stays mapped unless it is also the lm_head
-    // (then it stays in the file's layout, which embedding_row reads).
-    copy_to_anonymous(m.weights.lm_head, *st, repack && !tied && wants_interleave(m.weights.lm_head));
-    if (tied) m.weights.embedding = m.weights.lm_head;
-  } else if (repack) {
-    // Interleaving is a copy anyway: only the matrices it applies to leave the mapping.
-    for (auto& L : m.weights.layers)
-      for (TensorView* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
-        if (wants_interleave(*t)) copy_to_anonymous(*t, *st, true);
-    if (!tied && wants_interleave(m.weights.lm_head)) copy_to_anonymous(m.weights.lm_head, *st, true);
-  }
+  place(m.weights.lm_head, !tied);
+  if (tied) m.weights.embedding = m.weights.lm_head;
   m.storage = std::move(st);
   return m;
 }

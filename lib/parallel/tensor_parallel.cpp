@@ -1,7 +1,5 @@
 #include "parallel/tensor_parallel.hpp"
 
-#include "core/quant.hpp"
-
 #include <algorithm>
 #include <cassert>
 #include <cstring>
