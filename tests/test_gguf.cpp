@@ -39,11 +39,6 @@ std::string write_file(const std::string& name, const std::string& bytes) {
   return p;
 }
 
-std::string read_file(const std::string& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
 // Builds GGUF bytes by hand, field by field, so that tests can break any of them.
 struct Raw {
   std::string b;
