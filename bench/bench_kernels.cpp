@@ -1,5 +1,6 @@
 // Kernel microbenchmarks (Google Benchmark), single thread:
-//   read/<size>/streams:<s>            plain vectorized sum over a buffer: the bandwidth to beat
+//   read/<size>/streams:<s>[/threads:<t>]
+//                                      plain vectorized sum over a buffer: the bandwidth to beat
 //   matvec/<isa>/<dtype>/<rows>x<cols>/<hot|dram>
 //                                      one vector through every compiled ISA's matvec; "hot" reuses
 //                                      one matrix (it may sit in L2/L3), "dram" rotates through
@@ -9,14 +10,18 @@
 //                                      prefill with n vectors sharing each weight load (GFLOP/s)
 //   bf16method/<dpbf16|dpbf16x3|shift>/<rows>x<cols>/<hot|dram>
 //                                      the AVX512_BF16 matvec methods for bf16 weights
-//   matvec_q/<isa>/<Q8_0|Q4_0|Q4_K|Q6_K>/<rows>x<cols>/<hot|dram>[/il]
+//   matvec_q/<isa>/<Q8_0|Q4_0|Q4_K|Q6_K>/<rows>x<cols>/<hot|dram>[/il][/threads:<t>]
 //                                      quantized weights (GGUF block formats), one vector quantized
 //                                      once outside the loop, as a decode step does; 512x2048/hot
 //                                      sits in L2 and measures the kernel's compute rate
 //   matmul_q/<isa>/<type>/5632x2048/n:<n>
 //                                      prefill on quantized weights (GFLOP/s)
+// Weights and read buffers are on transparent huge pages, as weights copied into memory are.
 // bytes_per_second counts the weight bytes read (the vectors are small next to them), per second of
 // CPU time: on a shared machine a descheduled benchmark would otherwise be charged for the wait.
+// The /threads:<t> variants (512 MiB reads, dram matvecs) run t copies at once, each on its own
+// buffers, and count wall-clock time: the bytes of all threads per second, the two cores sharing
+// the memory bandwidth as they do in a two-thread decode.
 // Filter with --benchmark_filter, e.g. --benchmark_filter='matvec/.*/dram'.
 #include <benchmark/benchmark.h>
 
@@ -69,7 +74,7 @@ struct Weights {
   Weights(DType d, Shape s, bool dram) : shape(s), dtype(d) {
     bytes = dtype_bytes(d, static_cast<std::size_t>(s.rows * s.cols));
     copies = dram ? static_cast<int>(std::max<std::size_t>(2, (kDramBytes + bytes - 1) / bytes)) : 1;
-    storage.resize(bytes * static_cast<std::size_t>(copies));
+    storage.resize(bytes * static_cast<std::size_t>(copies), true);
     // One row of values, repeated.
     std::vector<std::byte> row(dtype_bytes(d, static_cast<std::size_t>(s.cols)));
     for (std::int64_t c = 0; c < s.cols; ++c) {
@@ -103,7 +108,7 @@ struct QWeights {
   QWeights(DType d, Shape s, bool dram, bool interleaved = false) : shape(s), dtype(d) {
     bytes = dtype_bytes(d, static_cast<std::size_t>(s.rows * s.cols));
     copies = dram ? static_cast<int>(std::max<std::size_t>(2, (kDramBytes + bytes - 1) / bytes)) : 1;
-    storage.resize(bytes * static_cast<std::size_t>(copies));
+    storage.resize(bytes * static_cast<std::size_t>(copies), true);
     std::vector<float> values(static_cast<std::size_t>(s.cols));
     for (std::int64_t c = 0; c < s.cols; ++c) values[static_cast<std::size_t>(c)] = 0.01f * static_cast<float>((c * 7) % 29 - 14) + 0.003f;
     std::vector<std::byte> row(dtype_bytes(d, static_cast<std::size_t>(s.cols)));
@@ -195,7 +200,8 @@ void bench_matmul(benchmark::State& state, const k::KernelTable* t, DType d, Sha
 void bench_read(benchmark::State& state, std::size_t bytes, int streams) {
   using B = xsimd::batch<float>;
   const std::size_t per = bytes / sizeof(float) / static_cast<std::size_t>(streams) / B::size * B::size;
-  AlignedBuffer<float> buf(per * static_cast<std::size_t>(streams));
+  AlignedBuffer<float> buf;
+  buf.resize(per * static_cast<std::size_t>(streams), true);
   for (std::size_t i = 0; i < buf.size(); ++i) buf[i] = static_cast<float>(i & 7);
   for (auto _ : state) {
     B acc[8] = {};
@@ -272,9 +278,11 @@ void register_all() {
   for (std::size_t mib : {8, 512})
     for (int streams : {1, 4, 8}) {
       const std::string name = "read/" + std::to_string(mib) + "MiB/streams:" + std::to_string(streams);
-      benchmark::RegisterBenchmark(name.c_str(), [mib, streams](benchmark::State& st) {
+      auto* b = benchmark::RegisterBenchmark(name.c_str(), [mib, streams](benchmark::State& st) {
         bench_read(st, mib << 20, streams);
-      })->Unit(benchmark::kMillisecond);
+      });
+      b->Unit(benchmark::kMillisecond);
+      if (mib == 512) b->Threads(1)->Threads(2)->UseRealTime();  // both cores streaming, as a decode step does
     }
   for (k::Isa isa : k::compiled_isas()) {
     const k::KernelTable* t = k::kernel_table(isa);
@@ -313,9 +321,11 @@ void register_all() {
             if (s.rows == 512 && dram) continue;
             const std::string name = "matvec_q/" + std::string(t->name) + "/" + std::string(dtype_name(d)) + "/" +
                                      shape_name(s) + (dram ? "/dram" : "/hot") + (il ? "/il" : "");
-            benchmark::RegisterBenchmark(name.c_str(), [t, d, s, dram, il](benchmark::State& st) {
+            auto* b = benchmark::RegisterBenchmark(name.c_str(), [t, d, s, dram, il](benchmark::State& st) {
               bench_matvec_q(st, t, d, s, dram, il);
-            })->Unit(benchmark::kMicrosecond);
+            });
+            b->Unit(benchmark::kMicrosecond);
+            if (dram) b->Threads(1)->Threads(2)->UseRealTime();
           }
     for (DType d : kQuantDtypes)
       for (std::int64_t n : {4, 16, 64})

@@ -1,5 +1,7 @@
 #pragma once
 // Owning, 64-byte aligned, zero-initialised storage for activations and converted weights.
+#include <sys/mman.h>
+
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
@@ -13,19 +15,24 @@ template <class T>
 class AlignedBuffer {
  public:
   static constexpr std::size_t kAlignment = 64;
+  static constexpr std::size_t kHugePage = std::size_t{2} << 20;
   AlignedBuffer() = default;
   explicit AlignedBuffer(std::size_t n) { resize(n); }
 
-  // Replaces the contents with n zeroed elements. Not for the hot path: it allocates.
-  void resize(std::size_t n) {
+  // Replaces the contents with n zeroed elements. Not for the hot path: it allocates. With
+  // huge_pages, a buffer of 2 MiB or more is 2 MiB aligned and advised for transparent huge pages
+  // before it is zeroed (what a streamed weight buffer wants; a refusal changes nothing).
+  void resize(std::size_t n, bool huge_pages = false) {
     if (n == 0) {
       data_.reset();
       size_ = 0;
       return;
     }
-    const std::size_t bytes = (n * sizeof(T) + kAlignment - 1) / kAlignment * kAlignment;
-    void* p = std::aligned_alloc(kAlignment, bytes);
+    const std::size_t align = huge_pages && n * sizeof(T) >= kHugePage ? kHugePage : kAlignment;
+    const std::size_t bytes = (n * sizeof(T) + align - 1) / align * align;
+    void* p = std::aligned_alloc(align, bytes);
     if (p == nullptr) throw std::bad_alloc();
+    if (align == kHugePage) ::madvise(p, bytes, MADV_HUGEPAGE);
     std::memset(p, 0, bytes);
     data_.reset(static_cast<T*>(p));
     size_ = n;

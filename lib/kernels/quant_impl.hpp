@@ -731,19 +731,29 @@ inline __m512i load(const std::byte* p) noexcept { return _mm512_loadu_si512(p);
 
 // A group of 16 rows is one sequential stream, and one stream alone does not reach this machine's
 // read bandwidth (the hardware prefetcher runs too short a distance ahead of it), so every load
-// requests the line kPrefetch bytes further on (the next group's when the group ends); one at a
-// time, since a whole 2304-byte Q4_K tile's lines requested at once fill the core's miss buffers
-// (standalone 2-thread Q4_K matvec from DRAM: 21-23 -> 24-26 GB/s). 0 turns it off.
+// requests the line kPrefetch bytes further on in its stream; one at a time, since a whole
+// 2304-byte Q4_K tile's lines requested at once fill the core's miss buffers (standalone 2-thread
+// Q4_K matvec from DRAM: 21-23 -> 24-26 GB/s). 0 turns it off.
 #ifndef WEFT_IL_PREFETCH
 #define WEFT_IL_PREFETCH 4096
 #endif
 constexpr std::int64_t kPrefetch = WEFT_IL_PREFETCH;
-// The lines [p, p + Bytes) kPrefetch bytes on.
+// How far past block k's tile to request, for S groups read side by side (a group is `group`
+// bytes, the groups are consecutive): kPrefetch, but near a group's end the line is that far into
+// the same group of the next S, which is where this stream goes next. The group right after it is
+// already being read by its neighbour; without this, S - 1 of the next S groups start cold
+// (bench_kernels matvec_q/avx512bf16/Q4_0/5632x2048/dram/il, one thread, 4 alternations:
+// 11.6-12.7 -> 12.8-13.1 GB/s; Q8_0's longer groups gain little).
+template <int S>
+inline std::int64_t prefetch_ahead(std::int64_t k, std::int64_t tile_bytes, std::int64_t group) noexcept {
+  const std::int64_t at = k * tile_bytes + kPrefetch;
+  return at < group ? kPrefetch : kPrefetch + (S - 1) * group;
+}
+// The lines [p, p + Bytes).
 template <std::int64_t Bytes>
-inline void prefetch_tile(const std::byte* tile) noexcept {
+inline void prefetch_tile(const std::byte* p) noexcept {
   if constexpr (kPrefetch > 0)
-    for (std::int64_t off = 0; off < Bytes; off += 64)
-      _mm_prefetch(reinterpret_cast<const char*>(tile + kPrefetch + off), _MM_HINT_T0);
+    for (std::int64_t off = 0; off < Bytes; off += 64) _mm_prefetch(reinterpret_cast<const char*>(p + off), _MM_HINT_T0);
 }
 
 // Q8_0 and Q4_0: tiles of 16 x 32 weights; activations in the Act32 layout (act_bytes).
@@ -763,15 +773,16 @@ struct Il32 {
       sum[t] = reinterpret_cast<const std::int32_t*>(xq[t] + 36 * nbp);
     }
     for (std::int64_t k = 0; k < nb; ++k) {
+      const std::int64_t ahead = prefetch_ahead<S>(k, kTileBytes, nb * kTileBytes);
       for (int g = 0; g < S; ++g) {
         const std::byte* tile = tiles[g] + k * kTileBytes;
-        prefetch_tile<64>(tile);  // the scales; each quant line is requested next to its load
+        prefetch_tile<64>(tile + ahead);  // the scales; each quant line is requested next to its load
         const __m512 dw = f16x16(tile);
         if constexpr (D == DType::Q8_0) {
           // Quants stored as w + 128: Σ(w + 128)·a - 128·Σa.
           __m512i w[8];
           for (int c = 0; c < 8; ++c) {
-            prefetch_tile<1>(tile + 32 + 64 * c);
+            prefetch_tile<1>(tile + ahead + 32 + 64 * c);
             w[c] = load(tile + 32 + 64 * c);
           }
           for (int t = 0; t < NT; ++t) {
@@ -791,7 +802,7 @@ struct Il32 {
           const __m512i nib = _mm512_set1_epi8(0x0F);
           __m512i lo[4], hi[4];
           for (int c = 0; c < 4; ++c) {
-            prefetch_tile<1>(tile + 32 + 64 * c);
+            prefetch_tile<1>(tile + ahead + 32 + 64 * c);
             const __m512i v = load(tile + 32 + 64 * c);
             lo[c] = _mm512_and_si512(v, nib);
             hi[c] = _mm512_andnot_si512(nib, v);
@@ -840,11 +851,12 @@ struct IlQ4K {
     const __m512i nib = _mm512_set1_epi8(0x0F), m6 = _mm512_set1_epi8(0x3F), m4 = nib,
                   top2 = _mm512_set1_epi8(0x30);
     for (std::int64_t k = 0; k < nb; ++k) {
+      const std::int64_t ahead = prefetch_ahead<S>(k, kTileBytes, nb * kTileBytes);
       for (int g = 0; g < S; ++g) {
         const std::byte* tile = tiles[g] + k * kTileBytes;
         // The tile's 36 lines are requested one by one next to the loads (all at once they fill the
         // core's miss buffers and stall it): its 4 header lines here, each quant line in the loop.
-        prefetch_tile<256>(tile);
+        prefetch_tile<256>(tile + ahead);
         const __m512 d = f16x16(tile), dmin = f16x16(tile + 32);
         const __m512i w0 = load(tile + 64), w1 = load(tile + 128), w2 = load(tile + 192);
         // Scales (sc) and mins (m) of sub-blocks 0-3 and 4-7, one byte each per lane (q4_k_scale_min).
@@ -863,7 +875,7 @@ struct IlQ4K {
           __m512i s0[NT], s1[NT];
           for (int t = 0; t < NT; ++t) s0[t] = s1[t] = _mm512_setzero_si512();
           for (int i = 0; i < 8; ++i) {
-            prefetch_tile<1>(tile + 256 + 64 * (8 * p + i));
+            prefetch_tile<1>(tile + ahead + 256 + 64 * (8 * p + i));
             const __m512i v = load(tile + 256 + 64 * (8 * p + i));
             const __m512i lo = _mm512_and_si512(v, nib), hi = _mm512_andnot_si512(nib, v);
             for (int t = 0; t < NT; ++t) {

@@ -211,7 +211,7 @@ struct SequenceSet {
         throw UsageError("rank " + std::to_string(procs->rank()) + " of the MPI job cannot open sessions: rank 0 drives "
                          "them and the other processes call Processes::serve()");
       if (pipeline_stages > 1) {
-        use_process_pipeline(*procs, context, pipeline_stages, micro_batches, tp_size, sequences, ctx_len, block);
+        use_process_pipeline(*procs, pipeline_stages, micro_batches, tp_size, sequences, ctx_len, block);
         return;
       }
       const int n = tensor_parallel_size(*model, tp_size);
@@ -261,7 +261,7 @@ struct SequenceSet {
   }
 
   // One pipeline stage per process of the MPI job (process k runs stage k's layers).
-  void use_process_pipeline(Processes& procs, Context& context, int stages, int micro_batches, int tp_size,
+  void use_process_pipeline(Processes& procs, int stages, int micro_batches, int tp_size,
                             int sequences, int ctx_len, int block) {
     const auto& c = config();
     if (stages != procs.size())
@@ -291,7 +291,6 @@ struct SequenceSet {
     pipeline_logits.resize(static_cast<std::size_t>(block) * vocab());
     step_positions.reserve(static_cast<std::size_t>(sequences));
 #else
-    (void)context;
     (void)sequences;
     (void)ctx_len;
     (void)block;
