@@ -14,6 +14,8 @@
 //                                      quantized weights (GGUF block formats), one vector quantized
 //                                      once outside the loop, as a decode step does; 512x2048/hot
 //                                      sits in L2 and measures the kernel's compute rate
+//   attend/<reference|isa>/keys:<n>    one KV head's decode attention (8 query heads of 64), bytes =
+//                                      the keys and values read
 //   matmul_q/<isa>/<type>/5632x2048/n:<n>
 //                                      prefill on quantized weights (GFLOP/s)
 // Weights and read buffers are on transparent huge pages, as weights copied into memory are.
@@ -216,6 +218,23 @@ void bench_read(benchmark::State& state, std::size_t bytes, int streams) {
   state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(buf.size() * sizeof(float)));
 }
 
+// One decode step's attention for one KV head: 8 query heads of 64 (TinyLlama's grouping) over
+// `keys` keys of a KV cache with 4 KV heads (rows of 256 floats), through a table's attend.
+void bench_attend(benchmark::State& state, const k::KernelTable* t, std::int64_t keys) {
+  constexpr int group = 8, hd = 64, stride = 4 * hd;
+  std::vector<float> q(group * hd), kc(static_cast<std::size_t>(keys * stride)), vc(kc.size());
+  for (std::size_t i = 0; i < kc.size(); ++i) kc[i] = 0.01f * static_cast<float>(i % 23) - 0.1f, vc[i] = 0.02f * static_cast<float>(i % 19);
+  for (std::size_t i = 0; i < q.size(); ++i) q[i] = 0.05f * static_cast<float>(i % 7);
+  std::vector<float> scores(static_cast<std::size_t>(group * keys)), out(group * hd);
+  const k::KvRun run{kc.data(), vc.data(), keys};
+  for (auto _ : state) {
+    t->attend(q.data(), group, hd, 0.125f, &run, 1, stride, scores.data(), keys, out.data());
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * keys * 2 * hd * static_cast<std::int64_t>(sizeof(float)));
+}
+
 std::string shape_name(Shape s) { return std::to_string(s.rows) + "x" + std::to_string(s.cols); }
 
 // ---- small-batch decode matmul (batched decode, n = 2..16 sequences) -------------------------------
@@ -305,6 +324,15 @@ void register_all() {
             ->Unit(benchmark::kMicrosecond);
       }
   }
+  std::vector<const k::KernelTable*> attend_tables{&k::reference_table()};
+  for (k::Isa isa : k::compiled_isas())
+    if (const k::KernelTable* t = k::kernel_table(isa)) attend_tables.push_back(t);
+  for (const k::KernelTable* t : attend_tables)
+    for (std::int64_t keys : {64, 512, 2048}) {
+      const std::string name = "attend/" + std::string(t->name) + "/keys:" + std::to_string(keys);
+      benchmark::RegisterBenchmark(name.c_str(), [t, keys](benchmark::State& st) { bench_attend(st, t, keys); })
+          ->Unit(benchmark::kMicrosecond);
+    }
   constexpr DType kQuantDtypes[] = {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K};
   for (k::Isa isa : k::compiled_isas()) {
     const k::KernelTable* t = k::kernel_table(isa);

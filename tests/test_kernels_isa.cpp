@@ -482,6 +482,68 @@ TEST_CASE("softmax of every ISA matches the exact softmax, including a wide rang
   }
 }
 
+TEST_CASE("attend of every ISA matches exact grouped-query attention over runs of keys") {
+  std::mt19937 rng(19);
+  struct Case {
+    int hd, group;
+    std::vector<std::int64_t> runs;  // keys per run
+  };
+  const Case cases[] = {{64, 8, {1}},          {64, 8, {5, 30}},     {128, 4, {7, 100, 1}}, {64, 1, {300}},
+                        {128, 2, {33}},        {32, 3, {4, 4, 4}},   {48, 2, {9, 2}},       {80, 5, {17, 1, 16}}};
+  for (const k::KernelTable* t : tables_under_test()) {
+    for (const Case& c : cases) {
+      CAPTURE(std::string(t->name));
+      CAPTURE(c.hd);
+      CAPTURE(c.group);
+      CAPTURE(c.runs.size());
+      const std::int64_t stride = 4 * c.hd + 3;  // rows of a wider KV cache, unaligned
+      std::int64_t total = 0;
+      for (std::int64_t n : c.runs) total += n;
+      const auto q = random_vector(c.group * c.hd, rng, 0.3f);
+      std::vector<std::vector<float>> kv;
+      std::vector<k::KvRun> runs;
+      for (std::int64_t n : c.runs) {
+        kv.push_back(random_vector(static_cast<int>(n * stride), rng, 0.3f));
+        kv.push_back(random_vector(static_cast<int>(n * stride), rng));
+        runs.push_back({kv[kv.size() - 2].data() + 1, kv.back().data() + 2, n});
+      }
+      const float scale = 1.0f / std::sqrt(static_cast<float>(c.hd));
+      const std::int64_t ss = total + 5;
+      std::vector<float> scores(c.group * ss), out(c.group * c.hd, NAN), scores_ref(scores), out_ref(out);
+      t->attend(q.data(), c.group, c.hd, scale, runs.data(), static_cast<int>(runs.size()), stride, scores.data(), ss,
+                out.data());
+      k::ref::attend(q.data(), c.group, c.hd, scale, runs.data(), static_cast<int>(runs.size()), stride,
+                     scores_ref.data(), ss, out_ref.data());
+      int bad = -1;
+      for (int h = 0; h < c.group; ++h) {
+        // Exact, in double: p = softmax(q_h . k * scale), out_h = sum p v.
+        std::vector<double> p;
+        std::vector<const float*> vs;
+        for (const k::KvRun& r : runs)
+          for (std::int64_t i = 0; i < r.n; ++i) {
+            double d = 0;
+            for (int e = 0; e < c.hd; ++e) d += double(q[h * c.hd + e]) * r.k[i * stride + e];
+            p.push_back(d * scale);
+            vs.push_back(r.v + i * stride);
+          }
+        const double mx = *std::max_element(p.begin(), p.end());
+        double sum = 0;
+        for (double& x : p) sum += (x = std::exp(x - mx));
+        for (double& x : p) x /= sum;
+        for (int e = 0; e < c.hd; ++e) {
+          double exact = 0, mag = 0;
+          for (std::size_t j = 0; j < p.size(); ++j) exact += p[j] * vs[j][e], mag += p[j] * std::fabs(vs[j][e]);
+          // The scores' dot products, the softmax and the weighted sum each add a few eps per term.
+          const double tol = 8 * kEps * (c.hd + total + 8) * mag + 1e-30;
+          const float got = out[h * c.hd + e], ref = out_ref[h * c.hd + e];
+          if (!(std::fabs(got - exact) <= tol) || !(std::fabs(ref - exact) <= tol)) bad = h * c.hd + e;
+        }
+      }
+      CHECK(bad == -1);
+    }
+  }
+}
+
 TEST_CASE("silu_mul of every ISA matches silu(g) * u, in place too") {
   std::mt19937 rng(18);
   for (const k::KernelTable* t : tables_under_test()) {

@@ -5,6 +5,7 @@
 
 #include "core/tensor.hpp"
 #include "kernels/isa.hpp"
+#include "kernels/kernels.hpp"
 
 namespace weft::kernels {
 
@@ -25,6 +26,8 @@ struct KernelTable {
   void (*rope)(float* x, int n_heads, int head_dim, const float* cos, const float* sin) noexcept;
   void (*softmax)(float* x, std::int64_t n) noexcept;
   void (*silu_mul)(const float* gate, const float* up, float* out, std::int64_t n) noexcept;
+  void (*attend)(const float* q, int group, int hd, float scale, const KvRun* runs, int n_runs, std::int64_t stride,
+                 float* scores, std::int64_t scores_stride, float* out) noexcept;
   // Quantized weights (the activation layout is the same for every table).
   void (*quantize_act)(DType wtype, const float* x, std::int64_t n, void* xq) noexcept;
   void (*matvec_q)(const TensorView& w, const void* xq, float* y, std::int64_t begin, std::int64_t end) noexcept;

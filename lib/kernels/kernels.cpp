@@ -161,6 +161,7 @@ const KernelTable& scalar_table() noexcept {
                                      &ref::rope,
                                      &ref::softmax,
                                      &ref::silu_mul,
+                                     &ref::attend,
                                      &ref::quantize_act,
                                      &portable_matvec_q,
                                      &portable_matmul_q,
@@ -176,7 +177,8 @@ const KernelTable& reference_table() noexcept {
   static constexpr KernelTable table{Isa::Scalar,         "reference",         &ref::matvec,
                                      &ref::matmul,        &ref::matvec_silu_mul, &ref::matmul_silu_mul,
                                      &ref::dot_f32,       &ref::rmsnorm,       &ref::rope,
-                                     &ref::softmax,       &ref::silu_mul,      &ref::quantize_act,
+                                     &ref::softmax,       &ref::silu_mul,      &ref::attend,
+                                     &ref::quantize_act,
                                      &ref::matvec_q,      &ref::matmul_q,      &ref::matvec_q_silu_mul,
                                      &ref::matmul_q_silu_mul, 0};
   return table;
@@ -225,6 +227,11 @@ void softmax(float* x, std::int64_t n) noexcept { active_table().softmax(x, n); 
 
 void silu_mul(const float* gate, const float* up, float* out, std::int64_t n) noexcept {
   active_table().silu_mul(gate, up, out, n);
+}
+
+void attend(const float* q, int group, int hd, float scale, const KvRun* runs, int n_runs, std::int64_t stride,
+            float* scores, std::int64_t scores_stride, float* out) noexcept {
+  active_table().attend(q, group, hd, scale, runs, n_runs, stride, scores, scores_stride, out);
 }
 
 void quantize_act(DType wtype, const float* x, std::int64_t n, void* xq) noexcept {

@@ -58,6 +58,22 @@ void softmax(float* x, std::int64_t n) noexcept;
 // out[i] = silu(gate[i]) * up[i].
 void silu_mul(const float* gate, const float* up, float* out, std::int64_t n) noexcept;
 
+// n consecutive keys and values of one KV head: key i at k + i * stride, value i at v + i * stride.
+struct KvRun {
+  const float* k;
+  const float* v;
+  std::int64_t n;
+};
+
+// Attention of one query row for the `group` query heads that share a KV head: q holds the
+// group's heads (group x hd floats, one after the other); the keys are those of runs[0, n_runs) in
+// order, each key and value hd floats at `stride` floats apart. scores is scratch of group rows,
+// scores_stride floats apart, each at least the total key count: it gets softmax(q_h . k * scale).
+// out (group x hd) = the probability-weighted sum of the values. Each key and value is read once
+// for the whole group (grouped-query attention).
+void attend(const float* q, int group, int hd, float scale, const KvRun* runs, int n_runs, std::int64_t stride,
+            float* scores, std::int64_t scores_stride, float* out) noexcept;
+
 // dot product of n floats.
 float dot_f32(const float* a, const float* b, std::int64_t n) noexcept;
 
@@ -127,6 +143,8 @@ void rope(float* x, int n_heads, int head_dim, const float* cos, const float* si
 void softmax(float* x, std::int64_t n) noexcept;
 void silu_mul(const float* gate, const float* up, float* out, std::int64_t n) noexcept;
 float dot_f32(const float* a, const float* b, std::int64_t n) noexcept;
+void attend(const float* q, int group, int hd, float scale, const KvRun* runs, int n_runs, std::int64_t stride,
+            float* scores, std::int64_t scores_stride, float* out) noexcept;
 void quantize_act(DType wtype, const float* x, std::int64_t n, void* xq) noexcept;
 void matvec_q(const TensorView& w, const void* xq, float* y, std::int64_t begin, std::int64_t end) noexcept;
 void matmul_q(const TensorView& w, const void* xq, std::int64_t n, float* y, std::int64_t ldy, std::int64_t begin,

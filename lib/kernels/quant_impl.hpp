@@ -1184,6 +1184,7 @@ constexpr KernelTable make_table(Isa isa, const char* name) noexcept {
                      &rope<T>,
                      &softmax<T>,
                      &silu_mul<T>,
+                     &attend<T>,
                      &quantize_act<Q>,
                      &qmatvec<T, Q>,
                      &qmatmul<T, Q>,

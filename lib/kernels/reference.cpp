@@ -117,6 +117,25 @@ void softmax(float* x, std::int64_t n) noexcept {
   for (std::int64_t i = 0; i < n; ++i) x[i] *= inv;
 }
 
+void attend(const float* q, int group, int hd, float scale, const KvRun* runs, int n_runs, std::int64_t stride,
+            float* scores, std::int64_t scores_stride, float* out) noexcept {
+  std::int64_t count = 0;
+  for (int r = 0; r < n_runs; ++r)
+    for (std::int64_t i = 0; i < runs[r].n; ++i, ++count)
+      for (int h = 0; h < group; ++h)
+        scores[h * scores_stride + count] = dot_f32(q + h * hd, runs[r].k + i * stride, hd) * scale;
+  for (int h = 0; h < group; ++h) softmax(scores + h * scores_stride, count);
+  std::fill(out, out + static_cast<std::ptrdiff_t>(group) * hd, 0.0f);
+  count = 0;
+  for (int r = 0; r < n_runs; ++r)
+    for (std::int64_t i = 0; i < runs[r].n; ++i, ++count)
+      for (int h = 0; h < group; ++h) {
+        const float p = scores[h * scores_stride + count];
+        const float* v = runs[r].v + i * stride;
+        for (int d = 0; d < hd; ++d) out[h * hd + d] += p * v[d];
+      }
+}
+
 void silu_mul(const float* gate, const float* up, float* out, std::int64_t n) noexcept {
   for (std::int64_t i = 0; i < n; ++i) out[i] = silu_times(gate[i], up[i]);
 }

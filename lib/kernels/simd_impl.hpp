@@ -690,6 +690,56 @@ void silu_mul(const float* gate, const float* up, float* out, std::int64_t n) no
   for (; i < n; ++i) out[i] = silu_times(gate[i], up[i]);
 }
 
+// attend (kernels.hpp) for a head of CH vectors. Scores: a key's CH vectors are loaded once and
+// dotted with every head of the group. Values: head by head, one pass over the values with the
+// head's output in CH registers (the values of a few hundred keys stay in L1/L2 between heads).
+template <class T, int CH>
+void attend_fixed(const float* q, int group, float scale, const KvRun* runs, int n_runs, std::int64_t stride,
+                  float* scores, std::int64_t scores_stride, float* out) noexcept {
+  using B = typename T::B;
+  constexpr std::int64_t N = T::kWidth, hd = CH * N;
+  std::int64_t count = 0;
+  for (int r = 0; r < n_runs; ++r)
+    for (std::int64_t i = 0; i < runs[r].n; ++i, ++count) {
+      const float* k = runs[r].k + i * stride;
+      B kv[CH];
+      for (int c = 0; c < CH; ++c) kv[c] = T::load(k + c * N);
+      for (int h = 0; h < group; ++h) {
+        const float* qh = q + h * hd;
+        B acc = T::load(qh) * kv[0];
+        for (int c = 1; c < CH; ++c) acc = T::fmadd(T::load(qh + c * N), kv[c], acc);
+        scores[h * scores_stride + count] = T::sum(acc) * scale;
+      }
+    }
+  for (int h = 0; h < group; ++h) softmax<T>(scores + h * scores_stride, count);
+  for (int h = 0; h < group; ++h) {
+    const float* p = scores + h * scores_stride;
+    B o[CH];
+    for (int c = 0; c < CH; ++c) o[c] = B(0.0f);
+    for (int r = 0; r < n_runs; ++r) {
+      const float* v = runs[r].v;
+      for (std::int64_t i = 0; i < runs[r].n; ++i, ++p, v += stride) {
+        const B pv(*p);
+        for (int c = 0; c < CH; ++c) o[c] = T::fmadd(pv, T::load(v + c * N), o[c]);
+      }
+    }
+    for (int c = 0; c < CH; ++c) T::store(out + h * hd + c * N, o[c]);
+  }
+}
+
+template <class T>
+void attend(const float* q, int group, int hd, float scale, const KvRun* runs, int n_runs, std::int64_t stride,
+            float* scores, std::int64_t scores_stride, float* out) noexcept {
+  constexpr int N = static_cast<int>(T::kWidth);
+  switch (hd % N == 0 ? hd / N : 0) {
+    case 2: return attend_fixed<T, 2>(q, group, scale, runs, n_runs, stride, scores, scores_stride, out);
+    case 4: return attend_fixed<T, 4>(q, group, scale, runs, n_runs, stride, scores, scores_stride, out);
+    case 8: return attend_fixed<T, 8>(q, group, scale, runs, n_runs, stride, scores, scores_stride, out);
+    case 16: return attend_fixed<T, 16>(q, group, scale, runs, n_runs, stride, scores, scores_stride, out);
+    default: return ref::attend(q, group, hd, scale, runs, n_runs, stride, scores, scores_stride, out);
+  }
+}
+
 // The table of one ISA is made in quant_impl.hpp (make_table), which adds the quantized kernels.
 
 }  // namespace

@@ -53,7 +53,8 @@ namespace {
 // position i of run r. Keys of the run's earlier positions come from its cache, keys of the run's
 // rows in this block from the block's own k/v (they are written to the cache only after the
 // whole block, so a rolling cache never loses a key that an earlier query of the block still
-// needs).
+// needs). The keys form at most three runs of consecutive rows: the cache's slots up to its end,
+// the slots from its start after a wrap, and the block's rows.
 void attend(const MistralConfig& c, const SequenceRun& r, ForwardState& s, int layer, int t, int g,
             float* scratch) noexcept {
   const int hd = c.head_dim, group = c.n_heads / c.n_kv_heads, kv_dim = c.kv_dim();
@@ -61,35 +62,22 @@ void attend(const MistralConfig& c, const SequenceRun& r, ForwardState& s, int l
   const std::int64_t pos0 = r.pos0, row0 = r.first_row;
   const std::int64_t i = pos0 + (t - row0);
   const std::int64_t lo = c.sliding_window > 0 ? std::max<std::int64_t>(0, i - c.sliding_window + 1) : 0;
-  const std::int64_t count = i - lo + 1;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  k::KvRun runs[3];
+  int n_runs = 0;
+  for (std::int64_t j = lo; j < std::min(i + 1, pos0);) {  // cached positions [j, pos0)
+    const int slot = static_cast<int>(j % cache.capacity);
+    const std::int64_t n = std::min<std::int64_t>(pos0 - j, cache.capacity - slot);
+    runs[n_runs++] = {cache.k_at(layer, slot) + g * hd, cache.v_at(layer, slot) + g * hd, n};
+    j += n;
+  }
+  if (const std::int64_t first = std::max(lo, pos0); first <= i) {
+    const std::int64_t row = row0 + first - pos0;
+    runs[n_runs++] = {s.k.data() + row * kv_dim + g * hd, s.v.data() + row * kv_dim + g * hd, i - first + 1};
+  }
   const float* qg = s.q.data() + static_cast<std::size_t>(t) * c.q_dim() + static_cast<std::size_t>(g) * group * hd;
-
-  auto key = [&](std::int64_t j) -> const float* {
-    if (j >= pos0) return s.k.data() + (row0 + j - pos0) * kv_dim + g * hd;
-    return cache.k_at(layer, static_cast<int>(j % cache.capacity)) + g * hd;
-  };
-  auto value = [&](std::int64_t j) -> const float* {
-    if (j >= pos0) return s.v.data() + (row0 + j - pos0) * kv_dim + g * hd;
-    return cache.v_at(layer, static_cast<int>(j % cache.capacity)) + g * hd;
-  };
-
-  // Each key is read once for all query heads that share it.
-  for (std::int64_t j = lo; j <= i; ++j) {
-    const float* kj = key(j);
-    for (int h = 0; h < group; ++h) scratch[h * s.scores_stride + (j - lo)] = k::dot_f32(qg + h * hd, kj, hd) * scale;
-  }
-  for (int h = 0; h < group; ++h) k::softmax(scratch + h * s.scores_stride, count);
   float* out = s.att.data() + static_cast<std::size_t>(t) * c.q_dim() + static_cast<std::size_t>(g) * group * hd;
-  std::fill(out, out + group * hd, 0.0f);
-  for (std::int64_t j = lo; j <= i; ++j) {
-    const float* vj = value(j);
-    for (int h = 0; h < group; ++h) {
-      const float p = scratch[h * s.scores_stride + (j - lo)];
-      float* o = out + h * hd;
-      for (int d = 0; d < hd; ++d) o[d] += p * vj[d];
-    }
-  }
+  k::attend(qg, group, hd, 1.0f / std::sqrt(static_cast<float>(hd)), runs, n_runs, kv_dim, scratch, s.scores_stride,
+            out);
 }
 
 // The block's n inputs (rows of `cols` floats) quantized for weights of type t, in the buffer of
