@@ -1,10 +1,13 @@
 // The weft command line as a user meets it: exit codes, messages, output.
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "testing.hpp"
 
@@ -219,6 +222,32 @@ TEST_CASE("generate --prompts-file: each prompt's text equals a run of that prom
   const Result missing = run(weft_bin() + " generate -m " + default_model().string() + " --prompts-file /nonexistent/p.txt");
   CHECK(missing.code != 0);
   fs::remove(file);
+}
+
+TEST_CASE("bench --membw compares each decode repetition with the read bandwidth measured next to it") {
+  const Result b = run(weft_bin() + " bench -m " + default_model().string() +
+                       " -p 0 -n 4 -r 3 -t 1 --membw --membw-bytes 4194304 --json");
+  REQUIRE(b.code == 0);
+  const auto doc = nlohmann::json::parse(b.out);
+  REQUIRE(doc["results"].size() == 1);
+  const auto& tg = doc["results"][0];
+  CHECK(tg["test"] == "tg4");
+  const auto samples = tg["samples"].get<std::vector<double>>();
+  const auto roofs = tg["read_bw_gbs_per_rep"].get<std::vector<double>>();
+  const auto pcts = tg["pct_of_read_bw_per_rep"].get<std::vector<double>>();
+  REQUIRE(samples.size() == 3);
+  REQUIRE(roofs.size() == 3);
+  REQUIRE(pcts.size() == 3);
+  const double bytes = tg["bytes_per_token"].get<double>();
+  for (int i = 0; i < 3; ++i) {
+    CHECK(roofs[i] > 0);
+    CHECK(pcts[i] == doctest::Approx(100.0 * samples[i] * bytes / 1e9 / roofs[i]));
+  }
+  auto sorted = pcts;
+  std::sort(sorted.begin(), sorted.end());
+  CHECK(tg["pct_of_read_bw"].get<double>() == doctest::Approx(sorted[1]));
+  CHECK(tg["read_bw_gbs_before"].get<double>() > 0);
+  CHECK(tg["membw"].size() == 2);  // the measurement before the tests, with and without huge pages
 }
 
 TEST_CASE("quantized GGUF: bench and generate with and without repacking (--no-repack)") {

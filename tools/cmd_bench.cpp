@@ -2,6 +2,7 @@
 // machine's read bandwidth measured in the same run.
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -49,6 +50,26 @@ std::vector<int> parse_int_list(const std::string& s, const char* what) {
   }
   return out;
 }
+// The read bandwidth at `threads` threads: the better of the median with and without huge pages
+// over `repeats` reads of `bytes`; each measurement is appended to `log` when given.
+double read_roof(int threads, std::size_t bytes, int repeats, nlohmann::ordered_json* log = nullptr) {
+  double roof = 0;
+  for (bool huge : {false, true}) {
+    const ReadBandwidth b = measure_read_bandwidth(threads, bytes, huge, repeats);
+    roof = std::max(roof, b.median_gbs);
+    if (log != nullptr)
+      log->push_back({{"huge_pages", huge}, {"bytes", b.bytes}, {"best_gbs", b.best_gbs}, {"median_gbs", b.median_gbs}});
+  }
+  return roof;
+}
+
+double median_of(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
 // " tp4 (2 processes x 2)" for the table.
 std::string ranks_label(int ranks, int processes) {
   if (ranks <= 1) return "";
@@ -87,7 +108,7 @@ Runner add_bench(CLI::App& app) {
   sub->add_option("--topology", a->topology, "with --tp: place the ranks on an hwloc synthetic topology or XML file (no pinning)");
   sub->add_flag("--json", a->json, "print one JSON document with every number and the configuration");
   sub->add_flag("--membw", a->membw, "measure the read bandwidth at each thread count and report % of it");
-  sub->add_option("--membw-bytes", a->membw_bytes, "buffer size of the read test")->check(CLI::Range(1 << 21, 1 << 30 << 4));
+  sub->add_option("--membw-bytes", a->membw_bytes, "buffer size of the read test")->check(CLI::Range(std::size_t{1} << 21, std::size_t{1} << 34));
   sub->add_flag("--stats", a->stats, "collect and print work-stealing statistics");
   sub->add_flag("--no-mmap", a->no_mmap, "copy the weights into huge-page memory before measuring");
   sub->add_flag("--no-repack", a->no_repack, "keep quantized weights in the file's layout (not the kernels' interleaved one)");
@@ -122,15 +143,12 @@ Runner add_bench(CLI::App& app) {
       std::printf("| model | dtype | size GB | threads | test | tokens/s | GB/s | %% of read bw |\n"
                   "|---|---|---:|---:|---|---:|---:|---:|\n");
     for (int threads : thread_counts) {
-      double roof = 0;
+      // The read bandwidth before the tests; the decode test also measures it right before and right
+      // after each repetition and compares each repetition with the mean of those two, since the
+      // bandwidth a shared machine leaves this process drifts over seconds.
       nlohmann::ordered_json bw = nlohmann::ordered_json::array();
-      if (a->membw) {
-        for (bool huge : {false, true}) {
-          const ReadBandwidth b = measure_read_bandwidth(threads, a->membw_bytes, huge, 9);
-          roof = std::max(roof, b.median_gbs);
-          bw.push_back({{"huge_pages", huge}, {"bytes", b.bytes}, {"best_gbs", b.best_gbs}, {"median_gbs", b.median_gbs}});
-        }
-      }
+      const double roof = a->membw ? read_roof(threads, a->membw_bytes, 9, &bw) : 0.0;
+      std::vector<double> tg_roof, tg_pct;  // per decode repetition: adjacent read bandwidth, % of it
       Context ctx(threads);
       if (a->stats) ctx.set_stats(true);
       const auto prompt = bench_tokens(std::max(a->p, 1), info.vocab_size, 42);
@@ -155,9 +173,14 @@ Runner add_bench(CLI::App& app) {
           if (a->n > 0) {
             session.reset();
             procs.reset_stats();
+            const double before = a->membw ? read_roof(threads, a->membw_bytes, 5) : 0.0;
             const auto t0 = Clock::now();
             for (int i = 0; i < a->n; ++i) session.decode(gen[static_cast<std::size_t>(i)]);
             tg.push_back(a->n / std::chrono::duration<double>(Clock::now() - t0).count());
+            if (a->membw) {
+              tg_roof.push_back(0.5 * (before + read_roof(threads, a->membw_bytes, 5)));
+              tg_pct.push_back(100.0 * tg.back() * static_cast<double>(info.decode_bytes) / 1e9 / tg_roof.back());
+            }
             if (procs.size() > 1) comm_ms.push_back(procs.stats().seconds * 1e3 / a->n);
           }
         }
@@ -167,7 +190,10 @@ Runner add_bench(CLI::App& app) {
         const Stat s = stat_of(v);
         const bool decode = std::string(test) == "tg";
         const double gbs = decode ? s.mean * static_cast<double>(info.decode_bytes) / 1e9 : 0.0;
-        const double pct = decode && roof > 0 ? 100.0 * gbs / roof : 0.0;
+        // Decode: the median over repetitions of each one's share of its adjacent read bandwidth.
+        const bool paired = decode && !tg_pct.empty();
+        const double rep_roof = paired ? median_of(tg_roof) : roof;
+        const double pct = paired ? median_of(tg_pct) : 0.0;
         nlohmann::ordered_json row = {{"test", std::string(test) + std::to_string(tokens)}, {"threads", threads},
                                       {"tokens", tokens}, {"tokens_per_s_mean", s.mean}, {"tokens_per_s_sd", s.sd},
                                       {"samples", s.samples}, {"tensor_parallel", a->ranks}, {"processes", procs.size()}};
@@ -175,7 +201,11 @@ Runner add_bench(CLI::App& app) {
           row["bytes_per_token"] = info.decode_bytes;
           if (!comm_ms.empty()) row["comm_ms_per_token_mean"] = stat_of(comm_ms).mean;
           row["gbs"] = gbs;
-          if (roof > 0) row["read_bw_gbs"] = roof, row["pct_of_read_bw"] = pct;
+          if (paired) {
+            row["read_bw_gbs"] = rep_roof, row["pct_of_read_bw"] = pct;
+            row["read_bw_gbs_per_rep"] = tg_roof, row["pct_of_read_bw_per_rep"] = tg_pct;
+            row["read_bw_gbs_before"] = roof;
+          }
         }
         if (a->membw) row["membw"] = bw;
         if (a->stats) row["work_stealing"] = nlohmann::ordered_json::parse(ctx.stats_json());
@@ -183,7 +213,7 @@ Runner add_bench(CLI::App& app) {
         if (!a->json) {
           char gb[32] = "", pc[32] = "";
           if (decode) std::snprintf(gb, sizeof gb, "%.1f", gbs);
-          if (decode && roof > 0) std::snprintf(pc, sizeof pc, "%.0f%% of %.1f", pct, roof);
+          if (paired) std::snprintf(pc, sizeof pc, "%.0f%% of %.1f", pct, rep_roof);
           std::printf("| %s | %s | %.2f | %d | %s%d%s | %.2f ± %.2f | %s | %s |\n", info.source.c_str(),
                       info.weight_dtype.c_str(), static_cast<double>(info.weight_bytes) / 1e9, threads, test, tokens,
                       ranks_label(a->ranks, procs.size()).c_str(), s.mean, s.sd, gb, pc);
