@@ -67,7 +67,7 @@ int main(int argc, char** argv) try {
       x[t].resize(static_cast<std::size_t>(widest));
       for (std::size_t i = 0; i < x[t].size(); ++i) x[t][i] = 0.01f * static_cast<float>(i % 37) - 0.18f;
       y[t].resize(static_cast<std::size_t>(tallest));
-      xq[t].resize(k::act_bytes(DType::Q4_K, widest) + k::act_bytes(DType::Q8_0, widest));
+      xq[t].resize(std::max(k::act_bytes(DType::Q4_K, widest), k::act_bytes(DType::Q8_0, widest)));
     }
     std::vector<double> gbs;
     double read = 0;

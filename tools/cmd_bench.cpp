@@ -192,8 +192,7 @@ Runner add_bench(CLI::App& app) {
         const double gbs = decode ? s.mean * static_cast<double>(info.decode_bytes) / 1e9 : 0.0;
         // Decode: the median over repetitions of each one's share of its adjacent read bandwidth.
         const bool paired = decode && !tg_pct.empty();
-        const double rep_roof = paired ? median_of(tg_roof) : roof;
-        const double pct = paired ? median_of(tg_pct) : 0.0;
+        const double rep_roof = median_of(tg_roof), pct = median_of(tg_pct);
         nlohmann::ordered_json row = {{"test", std::string(test) + std::to_string(tokens)}, {"threads", threads},
                                       {"tokens", tokens}, {"tokens_per_s_mean", s.mean}, {"tokens_per_s_sd", s.sd},
                                       {"samples", s.samples}, {"tensor_parallel", a->ranks}, {"processes", procs.size()}};

@@ -64,7 +64,7 @@ void attend(const MistralConfig& c, const SequenceRun& r, ForwardState& s, int l
   const std::int64_t lo = c.sliding_window > 0 ? std::max<std::int64_t>(0, i - c.sliding_window + 1) : 0;
   k::KvRun runs[3];
   int n_runs = 0;
-  for (std::int64_t j = lo; j < std::min(i + 1, pos0);) {  // cached positions [j, pos0)
+  for (std::int64_t j = lo; j < pos0;) {  // cached positions [lo, pos0) (i >= pos0: the query is in the block)
     const int slot = static_cast<int>(j % cache.capacity);
     const std::int64_t n = std::min<std::int64_t>(pos0 - j, cache.capacity - slot);
     runs[n_runs++] = {cache.k_at(layer, slot) + g * hd, cache.v_at(layer, slot) + g * hd, n};

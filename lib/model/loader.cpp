@@ -2,7 +2,6 @@
 // what must change (llama2.c's interleaved-RoPE q/k rows).
 #include <cmath>
 #include <cstring>
-#include <sys/mman.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -46,11 +45,7 @@ struct Storage {
 // With interleave, a quantized matrix is stored in the kernels' 16-row layout instead
 // (core/quant.hpp), the same number of bytes.
 void copy_to_anonymous(TensorView& v, Storage& st, bool interleave = false) {
-  constexpr std::size_t kHuge = 2u << 20;
-  const std::size_t bytes = (v.bytes() + kHuge - 1) / kHuge * kHuge;
-  auto* p = static_cast<std::byte*>(std::aligned_alloc(kHuge, bytes));
-  if (p == nullptr) throw std::bad_alloc();
-  ::madvise(p, bytes, MADV_HUGEPAGE);
+  auto* p = static_cast<std::byte*>(allocate_huge_pages(v.bytes()));
   if (interleave) {
     interleave_rows(v.dtype, v.data, v.rows, v.cols, p);
     v.interleave = kInterleaveRows;
