@@ -104,9 +104,10 @@ bool split_x(const float* x, std::int64_t n, SplitX& out) noexcept {
 }
 
 // out[r] = dot(rows[r][0, n), x) for R bf16 rows, with x given as its split; one accumulator per
-// row and part, the parts added smallest first at the end.
+// row and part, the parts added smallest first at the end; `next` as in dot_rows.
 template <int Parts, int R>
-inline void dot_rows_dp(const std::byte* const* rows, const SplitX& xs, std::int64_t n, float* out) noexcept {
+inline void dot_rows_dp(const std::byte* const* rows, const SplitX& xs, std::int64_t n, float* out,
+                        std::ptrdiff_t next = 0) noexcept {
   __m512 acc[R][Parts];
   for (int r = 0; r < R; ++r)
     for (int q = 0; q < Parts; ++q) acc[r][q] = _mm512_setzero_ps();
@@ -121,7 +122,9 @@ inline void dot_rows_dp(const std::byte* const* rows, const SplitX& xs, std::int
   std::int64_t i = 0;
   for (; i + 32 <= n; i += 32) {
     if constexpr (kPrefetchBytes > 0) {
-      for (int r = 0; r < R; ++r) T::prefetch(rows[r] + 2 * i + kPrefetchBytes);
+      std::int64_t ahead = 2 * i + kPrefetchBytes;
+      if (next != 0 && ahead >= 2 * n) ahead += next - 2 * n;
+      for (int r = 0; r < R; ++r) T::prefetch(rows[r] + ahead);
     }
     step(i, [](const std::byte* p) { return as_bh(_mm512_loadu_si512(p)); });
   }
@@ -146,7 +149,7 @@ void matvec_rows_dp(const Mat& w, const SplitX& xs, float* y, std::int64_t begin
   for (; r + R <= end; r += R) {
     const std::byte* rows[R];
     for (int i = 0; i < R; ++i) rows[i] = w.row(r + i);
-    dot_rows_dp<Parts, R>(rows, xs, w.cols, y + (r - begin));
+    dot_rows_dp<Parts, R>(rows, xs, w.cols, y + (r - begin), static_cast<std::ptrdiff_t>(R * w.row_bytes));
   }
   for (; r < end; ++r) {
     const std::byte* rows[1] = {w.row(r)};

@@ -85,19 +85,25 @@ inline typename T::B load_w_partial(const std::byte* row, std::int64_t i, int m)
 
 // out[r] = dot(rows[r][0, n), x) for R rows at once; the R rows share each load of x. The main
 // loop covers one 64-byte line of every row per step (kU vectors, FMAs still in sequence) so that
-// the prefetch goes out once per line.
+// the prefetch goes out once per line. `next` is the distance in bytes from each row to the row the
+// same stream reads in the next block (0: none). Near a row's end the prefetch goes there, not into
+// the following row, which another stream of this block is already reading: otherwise the last
+// kPrefetchBytes of every row were prefetched twice and every block's rows started cold.
 template <class T, DType D, int R>
-inline void dot_rows(const std::byte* const* rows, const float* x, std::int64_t n, float* out) noexcept {
+inline void dot_rows(const std::byte* const* rows, const float* x, std::int64_t n, float* out,
+                     std::ptrdiff_t next = 0) noexcept {
   using B = typename T::B;
   constexpr std::int64_t N = T::kWidth;
-  constexpr std::int64_t kU = std::max<std::int64_t>(1, 64 / (N * static_cast<std::int64_t>(element_bytes(D))));
+  constexpr std::int64_t E = static_cast<std::int64_t>(element_bytes(D));
+  constexpr std::int64_t kU = std::max<std::int64_t>(1, 64 / (N * E));
   B acc[R];
   for (int r = 0; r < R; ++r) acc[r] = B(0.0f);
   std::int64_t i = 0;
   for (; i + kU * N <= n; i += kU * N) {
     if constexpr (kPrefetchBytes > 0) {
-      for (int r = 0; r < R; ++r)
-        T::prefetch(rows[r] + static_cast<std::int64_t>(element_bytes(D)) * i + kPrefetchBytes);
+      std::int64_t ahead = E * i + kPrefetchBytes;
+      if (next != 0 && ahead >= E * n) ahead += next - E * n;
+      for (int r = 0; r < R; ++r) T::prefetch(rows[r] + ahead);
     }
     for (std::int64_t u = 0; u < kU; ++u) {
       const B xv = T::load(x + i + u * N);
@@ -127,7 +133,7 @@ template <class T, DType D, int R>
 inline void dot_block(const Mat& w, const float* x, float* y, std::int64_t r) noexcept {
   const std::byte* rows[R];
   for (int i = 0; i < R; ++i) rows[i] = w.row(r + i);
-  dot_rows<T, D, R>(rows, x, w.cols, y);
+  dot_rows<T, D, R>(rows, x, w.cols, y, static_cast<std::ptrdiff_t>(R * w.row_bytes));
 }
 
 // y[r - begin] = dot(w.row(r), x) for r in [begin, end): kMatvecRows rows at a time, then the rest.
