@@ -3,7 +3,8 @@
 // one another (the results are thrown away). No parallel regions, no serial work between them,
 // no attention: what the kernels can read when nothing else costs anything, next to the read
 // bandwidth measured in the same run. `weft bench` gives the model's real decode speed; the
-// difference between the two is what the rest of a decode step costs.
+// difference between the two is what the rest of a decode step costs. A model of mixed dtypes
+// (Q4_K_M) also gets each dtype's matrices measured alone.
 //
 //   build/bench/bench_decode_kernels MODEL [THREADS ...]   (default: 1 2; weights repacked and
 //                                                           copied into huge-page memory, as
@@ -69,21 +70,41 @@ int main(int argc, char** argv) try {
       y[t].resize(static_cast<std::size_t>(tallest));
       xq[t].resize(std::max(k::act_bytes(DType::Q4_K, widest), k::act_bytes(DType::Q8_0, widest)));
     }
-    std::vector<double> gbs;
-    double read = 0;
-    for (int rep = 0; rep < 5; ++rep) {
-      if (rep == 2) read = measure_read_bandwidth(threads, std::size_t{1} << 30, true, 9).median_gbs;
-      const auto t0 = std::chrono::steady_clock::now();
-      {
-        std::vector<std::jthread> pool;
-        for (int t = 0; t < threads; ++t)
-          pool.emplace_back([&, t] { pass(mats, threads, t, xq[t].data(), x[t].data(), y[t].data()); });
+    // The median GB/s of 5 passes over mats_of.
+    const auto measure = [&](const std::vector<const TensorView*>& mats_of, double bytes_of) {
+      std::vector<double> gbs;
+      for (int rep = 0; rep < 5; ++rep) {
+        const auto t0 = std::chrono::steady_clock::now();
+        {
+          std::vector<std::jthread> pool;
+          for (int t = 0; t < threads; ++t)
+            pool.emplace_back([&, t] { pass(mats_of, threads, t, xq[t].data(), x[t].data(), y[t].data()); });
+        }
+        gbs.push_back(bytes_of / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 1e9);
       }
-      gbs.push_back(bytes / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 1e9);
+      std::sort(gbs.begin(), gbs.end());
+      return gbs[2];
+    };
+    const double all = measure(mats, bytes);
+    const double read = measure_read_bandwidth(threads, std::size_t{1} << 30, true, 9).median_gbs;
+    std::printf("threads %d: kernels %.1f GB/s (median of 5 passes), read bandwidth %.1f GB/s: %.1f %%\n", threads, all,
+                read, 100.0 * all / read);
+    // A model of mixed dtypes (Q4_K_M: Q4_K and Q6_K): each dtype's matrices alone.
+    std::vector<DType> dtypes;
+    for (const TensorView* w : mats)
+      if (std::find(dtypes.begin(), dtypes.end(), w->dtype) == dtypes.end()) dtypes.push_back(w->dtype);
+    if (dtypes.size() > 1) {
+      for (DType d : dtypes) {
+        std::vector<const TensorView*> part;
+        double part_bytes = 0;
+        for (const TensorView* w : mats)
+          if (w->dtype == d) part.push_back(w), part_bytes += static_cast<double>(w->bytes());
+        const double g = measure(part, part_bytes);
+        const std::string_view name = dtype_name(d);
+        std::printf("  %.*s alone (%.0f %% of the bytes): %.1f GB/s, %.1f %%\n", static_cast<int>(name.size()), name.data(),
+                    100.0 * part_bytes / bytes, g, 100.0 * g / read);
+      }
     }
-    std::sort(gbs.begin(), gbs.end());
-    std::printf("threads %d: kernels %.1f GB/s (median of 5 passes), read bandwidth %.1f GB/s: %.1f %%\n", threads,
-                gbs[2], read, 100.0 * gbs[2] / read);
   }
   return 0;
 } catch (const std::exception& e) {
