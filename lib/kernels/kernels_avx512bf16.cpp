@@ -107,7 +107,7 @@ bool split_x(const float* x, std::int64_t n, SplitX& out) noexcept {
 // row and part, the parts added smallest first at the end; `next` as in dot_rows.
 template <int Parts, int R>
 inline void dot_rows_dp(const std::byte* const* rows, const SplitX& xs, std::int64_t n, float* out,
-                        std::ptrdiff_t next = 0) noexcept {
+                        std::ptrdiff_t next) noexcept {
   __m512 acc[R][Parts];
   for (int r = 0; r < R; ++r)
     for (int q = 0; q < Parts; ++q) acc[r][q] = _mm512_setzero_ps();
@@ -122,8 +122,7 @@ inline void dot_rows_dp(const std::byte* const* rows, const SplitX& xs, std::int
   std::int64_t i = 0;
   for (; i + 32 <= n; i += 32) {
     if constexpr (kPrefetchBytes > 0) {
-      std::int64_t ahead = 2 * i + kPrefetchBytes;
-      if (next != 0 && ahead >= 2 * n) ahead += next - 2 * n;
+      const std::int64_t ahead = prefetch_offset(2 * i, 2 * n, next);
       for (int r = 0; r < R; ++r) T::prefetch(rows[r] + ahead);
     }
     step(i, [](const std::byte* p) { return as_bh(_mm512_loadu_si512(p)); });
@@ -153,7 +152,7 @@ void matvec_rows_dp(const Mat& w, const SplitX& xs, float* y, std::int64_t begin
   }
   for (; r < end; ++r) {
     const std::byte* rows[1] = {w.row(r)};
-    dot_rows_dp<Parts, 1>(rows, xs, w.cols, y + (r - begin));
+    dot_rows_dp<Parts, 1>(rows, xs, w.cols, y + (r - begin), static_cast<std::ptrdiff_t>(w.row_bytes));
   }
 }
 
