@@ -201,7 +201,7 @@ TEST_CASE("an unbalanced loop on 2 threads is evened out by stealing, and the st
   constexpr std::int64_t kChunks = 64;
   std::vector<std::atomic<int>> seen(kChunks);
   // Chunk 0 takes 20 ms, the rest 50 µs: the thread that runs chunk 0 cannot do anything else
-  // meanwhile, so the tasks it split off must be run by the other thread. That needs the other
+  // meanwhile, so the rest of its share must be stolen by the other thread. That needs the other
   // thread on a core: on a loaded machine (the sanitizer passes run two tests at once on two
   // cores) it may not get one in time, and the loop runs again, up to 5 times.
   const auto evened_out = [&] {
@@ -221,7 +221,7 @@ TEST_CASE("an unbalanced loop on 2 threads is evened out by stealing, and the st
   const WorkStealingStats& st = ctx.stats();
   MESSAGE("unbalanced loop, 2 threads:\n" << st.summary());
   for (auto& v : seen) CHECK(v == 1);
-  CHECK(st.tasks_created() == kChunks);  // the root and one per split, down to single chunks
+  CHECK(st.tasks_created() == kChunks);  // chunks of 1 item are never cut: one task per chunk
   CHECK(st.tasks_run() == kChunks);
   CHECK(st.chunks() == kChunks);
   CHECK(st.tasks_stolen() > 0);
@@ -232,6 +232,53 @@ TEST_CASE("an unbalanced loop on 2 threads is evened out by stealing, and the st
   CHECK(busy >= 20'000'000);
   // The slot that ran chunk 0 ran few chunks: the other one did the rest.
   CHECK(std::min(st.slot(0).chunks, st.slot(1).chunks) < kChunks / 2);
+}
+
+TEST_CASE("a loop's pieces start on the plan's unit, hold at most a chunk, and cover every row once") {
+  // Rows of 600 bytes in 16-row blocks: pieces must start on multiples of 16 rows (the row block)
+  // and of 16 rows (600 * 16 is whole 64-byte lines), so the unit is 16. Rows of the first
+  // share are slow, so the other thread steals and the ends of both shares are cut finer.
+  ExecContext ctx(2);
+  const WorkShape work{.rows = 4000, .row_bytes = 600, .row_block = 16};
+  const WorkDistributionConfig cfg = WorkDistributionConfig::for_matmul(work.rows, 300);
+  const ChunkPlan plan = plan_chunks(cfg, work, 2);
+  REQUIRE(plan.unit() == 16);
+  REQUIRE(plan.chunk() % plan.unit() == 0);
+  REQUIRE(plan.count() > 2);
+  ctx.enable_stats(true);
+  bool cut_finer = false;
+  for (int attempt = 0; attempt < 5 && (attempt == 0 || ctx.stats().tasks_stolen() == 0 || !cut_finer); ++attempt) {
+    ctx.stats().reset();
+    std::vector<std::atomic<int>> seen(static_cast<std::size_t>(work.rows));
+    std::atomic<bool> finer{false};
+    ctx.parallel_for(work, cfg, [&](std::int64_t b, std::int64_t e) {
+      CHECK(b % plan.unit() == 0);
+      CHECK(b < e);
+      CHECK(e - b <= plan.chunk());
+      CHECK((e % plan.unit() == 0 || e == work.rows));
+      if (e - b < plan.chunk() && e != work.rows) finer = true;
+      for (std::int64_t r = b; r < e; ++r) seen[static_cast<std::size_t>(r)]++;
+      spin_for(std::chrono::microseconds(b < work.rows / 2 ? 400 : 20));
+    });
+    for (auto& v : seen) CHECK(v == 1);
+    cut_finer = finer;
+  }
+  MESSAGE("slow first share, 2 threads:\n" << ctx.stats().summary());
+  CHECK(ctx.stats().tasks_stolen() > 0);
+  CHECK(cut_finer);
+  CHECK(ctx.stats().tasks_run() == ctx.stats().tasks_created());
+}
+
+TEST_CASE("a loop started inside a loop of the same context runs in place, every row once") {
+  ExecContext ctx(2);
+  std::vector<std::atomic<int>> seen(64 * 256);
+  ctx.parallel_for(64, 1, [&](std::int64_t b, std::int64_t e) {
+    for (std::int64_t i = b; i < e; ++i)
+      ctx.parallel_for({.rows = 256, .row_bytes = 4096, .row_block = 16}, WorkDistributionConfig{}, [&](std::int64_t rb, std::int64_t re) {
+        for (std::int64_t r = rb; r < re; ++r) seen[static_cast<std::size_t>(i * 256 + r)]++;
+      });
+  });
+  for (auto& v : seen) CHECK(v == 1);
 }
 
 TEST_CASE("with stats off nothing is counted") {
@@ -297,19 +344,24 @@ TEST_CASE("results do not depend on the thread count or the partitioner") {
 }
 
 TEST_CASE("the numa-aware (static) partitioner covers every chunk once and keeps chunks fixed") {
-  ExecContext ctx(2);
-  ctx.enable_stats(true);
-  WorkDistributionConfig cfg;
-  cfg.numa_aware = true;
-  cfg.min_chunk_size = 1;
-  std::vector<std::atomic<int>> seen(1000);
-  ctx.parallel_for({.rows = 1000, .row_bytes = 0, .row_block = 1}, cfg, [&](std::int64_t b, std::int64_t e) {
-    CHECK(e - b == 125);  // 1000 / (2 threads * 4 tasks)
-    for (std::int64_t i = b; i < e; ++i) seen[static_cast<std::size_t>(i)]++;
-  });
-  for (auto& v : seen) CHECK(v == 1);
-  CHECK(ctx.stats().chunks() == 8);
-  CHECK(ctx.stats().tasks_run() == ctx.stats().tasks_created());
+  for (int threads : {2, 3}) {
+    CAPTURE(threads);
+    ExecContext ctx(threads);
+    ctx.enable_stats(true);
+    WorkDistributionConfig cfg;
+    cfg.numa_aware = true;
+    cfg.min_chunk_size = 1;
+    const std::int64_t chunk = (1000 + 4 * threads - 1) / (4 * threads);  // 1000 rows / (threads * 4 tasks)
+    std::vector<std::atomic<int>> seen(1000);
+    ctx.parallel_for({.rows = 1000, .row_bytes = 0, .row_block = 1}, cfg, [&](std::int64_t b, std::int64_t e) {
+      CHECK(b % chunk == 0);  // whole chunks of the plan, never cut
+      CHECK(e == std::min<std::int64_t>(1000, b + chunk));
+      for (std::int64_t i = b; i < e; ++i) seen[static_cast<std::size_t>(i)]++;
+    });
+    for (auto& v : seen) CHECK(v == 1);
+    CHECK(ctx.stats().chunks() == static_cast<std::uint64_t>((1000 + chunk - 1) / chunk));
+    CHECK(ctx.stats().tasks_run() == ctx.stats().tasks_created());
+  }
 }
 
 TEST_CASE("row_chunk still answers for older callers") {

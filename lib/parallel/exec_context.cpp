@@ -13,7 +13,10 @@ int resolve_threads(int threads) {
 }  // namespace
 
 ExecContext::ExecContext(int threads)
-    : threads_(resolve_threads(threads)), arena_(threads_), stats_(threads_) {}
+    : threads_(resolve_threads(threads)),
+      shares_(std::make_unique<Share[]>(static_cast<std::size_t>(threads_))),
+      arena_(threads_),
+      stats_(threads_) {}
 
 std::int64_t ExecContext::row_chunk(std::int64_t rows, std::int64_t row_bytes) const noexcept {
   return plan_chunks(WorkDistributionConfig{}, {.rows = rows, .row_bytes = row_bytes}, threads_).chunk();

@@ -20,6 +20,12 @@ constexpr std::size_t kFallbackL2 = 1 << 20;
 
 std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return a / b + (a % b != 0); }
 
+// The fewest rows whose data is whole cache lines (1 when the row size is unknown).
+std::int64_t rows_per_line(const WorkDistributionConfig& cfg, const WorkShape& work) {
+  const std::int64_t line = static_cast<std::int64_t>(std::max<std::size_t>(1, cfg.cache_line_size));
+  return work.row_bytes > 0 ? line / std::gcd(line, work.row_bytes) : 1;
+}
+
 // L2 per core from hwloc: the first L2 cache divided by the cores that share it.
 std::size_t hwloc_l2_per_core() noexcept {
   hwloc_topology_t topo = nullptr;
@@ -97,8 +103,7 @@ std::int64_t chunk_rows(const WorkDistributionConfig& cfg, const WorkShape& work
   // code path (full block or tail) whatever the chunk size, and results do not depend on the
   // thread count. Where it fits in the bounds, also on whole cache lines of row data: then no
   // line is fetched by two threads, and outputs laid out like the rows see no false sharing.
-  const std::int64_t line = static_cast<std::int64_t>(std::max<std::size_t>(1, cfg.cache_line_size));
-  const std::int64_t line_rows = row_bytes > 0 ? line / std::gcd(line, row_bytes) : 1;
+  const std::int64_t line_rows = rows_per_line(cfg, work);
   auto fit = [&](std::int64_t unit) -> std::int64_t {  // the multiple of unit in [lo, hi] next to target
     const std::int64_t up = ceil_div(target, unit) * unit;
     if (up <= hi) return up;
@@ -111,8 +116,15 @@ std::int64_t chunk_rows(const WorkDistributionConfig& cfg, const WorkShape& work
   return std::min(chunk, rows);
 }
 
+std::int64_t cut_unit(const WorkDistributionConfig& cfg, const WorkShape& work, std::int64_t chunk) noexcept {
+  const std::int64_t rb = std::max<std::int64_t>(1, work.row_block);
+  const std::int64_t lines = std::lcm(rb, rows_per_line(cfg, work));
+  return chunk % lines == 0 ? lines : rb;
+}
+
 ChunkPlan plan_chunks(const WorkDistributionConfig& cfg, const WorkShape& work, int threads) noexcept {
-  return ChunkPlan(work.rows, chunk_rows(cfg, work, threads, l2_cache_bytes_per_core()));
+  const std::int64_t chunk = chunk_rows(cfg, work, threads, l2_cache_bytes_per_core());
+  return ChunkPlan(work.rows, chunk, cut_unit(cfg, work, chunk));
 }
 
 }  // namespace weft::par

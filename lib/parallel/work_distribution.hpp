@@ -30,17 +30,25 @@ struct WorkShape {
   std::int64_t row_block = 1;  // the kernel's row block: chunks start on multiples of it
 };
 
-// Chunks of `chunk` rows over [0, rows): chunk i is [begin(i), end(i)).
+// Chunks of `chunk` rows over [0, rows): chunk i is [begin(i), end(i)). `unit` is the finest cut
+// that keeps the plan's alignment (the kernel's row block, and whole cache lines where the
+// chunk has them): a scheduler may run a chunk in pieces of whole units, e.g. to even out the
+// end of a loop, and results stay the same.
 class ChunkPlan {
  public:
-  // A plan of chunks of `chunk` rows (at least 1) over `rows` rows (none when rows <= 0).
-  constexpr ChunkPlan(std::int64_t rows, std::int64_t chunk) noexcept
-      : rows_(std::max<std::int64_t>(0, rows)), chunk_(std::max<std::int64_t>(1, chunk)) {}
+  // A plan of chunks of `chunk` rows (at least 1) over `rows` rows (none when rows <= 0), cut
+  // no finer than `unit` rows (default: whole chunks; a unit that does not divide the chunk
+  // also means whole chunks).
+  constexpr ChunkPlan(std::int64_t rows, std::int64_t chunk, std::int64_t unit = 0) noexcept
+      : rows_(std::max<std::int64_t>(0, rows)), chunk_(std::max<std::int64_t>(1, chunk)),
+        unit_(unit > 0 && chunk_ % unit == 0 ? unit : chunk_) {}
 
   // The number of rows the plan covers.
   constexpr std::int64_t rows() const noexcept { return rows_; }
   // The rows in each chunk but possibly the last.
   constexpr std::int64_t chunk() const noexcept { return chunk_; }
+  // The finest cut in rows: a divisor of chunk(); pieces start on multiples of it.
+  constexpr std::int64_t unit() const noexcept { return unit_; }
   // The number of chunks (0 for no rows; never more than rows).
   constexpr std::int64_t count() const noexcept { return rows_ / chunk_ + (rows_ % chunk_ != 0); }
   // The first row of chunk i.
@@ -49,7 +57,7 @@ class ChunkPlan {
   constexpr std::int64_t end(std::int64_t i) const noexcept { return std::min(rows_, (i + 1) * chunk_); }
 
  private:
-  std::int64_t rows_, chunk_;
+  std::int64_t rows_, chunk_, unit_;
 };
 
 // The L2 cache bytes one core can count on (hwloc; else sysconf; else 1 MiB), read once.
@@ -59,6 +67,10 @@ std::size_t l2_cache_bytes_per_core() noexcept;
 // core. Always in [1, max(1, rows)]; a multiple of work.row_block unless it is all the rows.
 std::int64_t chunk_rows(const WorkDistributionConfig& cfg, const WorkShape& work, int threads,
                         std::size_t l2_bytes) noexcept;
+
+// The finest cut of `work` that keeps a chunk of `chunk` rows aligned: the row block, times
+// what it takes to make whole cache lines of row data when `chunk` is made of those.
+std::int64_t cut_unit(const WorkDistributionConfig& cfg, const WorkShape& work, std::int64_t chunk) noexcept;
 
 // The chunk plan for `work` on `threads` threads under `cfg`, on this machine's caches.
 ChunkPlan plan_chunks(const WorkDistributionConfig& cfg, const WorkShape& work, int threads) noexcept;
