@@ -850,6 +850,11 @@ struct IlQ4K {
     const std::int64_t nb = cols / 256;
     const __m512i nib = _mm512_set1_epi8(0x0F), m6 = _mm512_set1_epi8(0x3F), m4 = nib,
                   top2 = _mm512_set1_epi8(0x30);
+    // The shuffle controls, built once here from constant arguments: built inside the loops
+    // (where the byte index is a loop variable) each one took a chain of byte inserts, which
+    // made this kernel 2x slower (bench_kernels matvec_q/avx512bf16/Q4_K/512x2048/hot/il).
+    const __m512i ctrl[4] = {byte_ctrl(0), byte_ctrl(1), byte_ctrl(2), byte_ctrl(3)};
+    const __m512i ctrl2[4] = {byte2_ctrl(0), byte2_ctrl(1), byte2_ctrl(2), byte2_ctrl(3)};
     for (std::int64_t k = 0; k < nb; ++k) {
       const std::int64_t ahead = prefetch_ahead<S>(k, kTileBytes, nb * kTileBytes);
       for (int g = 0; g < S; ++g) {
@@ -870,8 +875,8 @@ struct IlQ4K {
         __m512i lo_sum[NT], hi_sum[NT], mins[NT];
         for (int t = 0; t < NT; ++t) lo_sum[t] = hi_sum[t] = mins[t] = _mm512_setzero_si512();
         for (int p = 0; p < 4; ++p) {
-          const __m512i sc_a = _mm512_shuffle_epi8(sc[p / 2], byte_ctrl((2 * p) % 4));
-          const __m512i sc_b = _mm512_shuffle_epi8(sc[p / 2], byte_ctrl((2 * p + 1) % 4));
+          const __m512i sc_a = _mm512_shuffle_epi8(sc[p / 2], ctrl[(2 * p) % 4]);
+          const __m512i sc_b = _mm512_shuffle_epi8(sc[p / 2], ctrl[(2 * p + 1) % 4]);
           __m512i s0[NT], s1[NT];
           for (int t = 0; t < NT; ++t) s0[t] = s1[t] = _mm512_setzero_si512();
           for (int i = 0; i < 8; ++i) {
@@ -889,7 +894,7 @@ struct IlQ4K {
           }
         }
         for (int j = 0; j < 8; ++j) {
-          const __m512i mj = _mm512_shuffle_epi8(mn[j / 4], byte2_ctrl(j % 4));
+          const __m512i mj = _mm512_shuffle_epi8(mn[j / 4], ctrl2[j % 4]);
           for (int t = 0; t < NT; ++t) mins[t] = _mm512_dpwssd_epi32(mins[t], mj, bcast4(a[t]->bsums + 2 * j));
         }
         for (int t = 0; t < NT; ++t) {
