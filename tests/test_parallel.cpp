@@ -203,10 +203,12 @@ TEST_CASE("an unbalanced loop on 2 threads is evened out by stealing, and the st
   // Chunk 0 takes 20 ms, the rest 50 µs: the thread that runs chunk 0 cannot do anything else
   // meanwhile, so the rest of its share must be stolen by the other thread. That needs the other
   // thread on a core: on a loaded machine (the sanitizer passes run two tests at once on two
-  // cores) it may not get one in time, and the loop runs again, up to 5 times.
+  // cores) it may not get one in time, or one thread may be descheduled long enough for the
+  // other to take everything, and the loop runs again, up to 5 times.
   const auto evened_out = [&] {
     const WorkStealingStats& st = ctx.stats();
-    return st.tasks_stolen() > 0 && std::min(st.slot(0).chunks, st.slot(1).chunks) < kChunks / 2;
+    const std::uint64_t fewer = std::min(st.slot(0).chunks, st.slot(1).chunks);
+    return st.tasks_stolen() > 0 && fewer > 0 && fewer < kChunks / 2;
   };
   for (int attempt = 0; attempt < 5 && (attempt == 0 || !evened_out()); ++attempt) {
     ctx.stats().reset();
