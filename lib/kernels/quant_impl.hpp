@@ -244,6 +244,12 @@ template <class Q>
 inline void prefetch_group(const std::byte* p, std::int64_t bytes) noexcept {
   for (std::int64_t off = 0; off < bytes; off += 64) Q::prefetch(p + off);
 }
+// The same group of the rows the next block reads (R rows on) is also requested into L1. Paired
+// A/B in the model (alternating decode steps, 1.1B shape, two threads, 200 steps): Q4_K_M, whose
+// Q6_K matrices take this path, 0.985 of the step time in both of two runs.
+inline void prefetch_group_l1(const std::byte* p, std::int64_t bytes) noexcept {
+  for (std::int64_t off = 0; off < bytes; off += 64) _mm_prefetch(reinterpret_cast<const char*>(p + off), _MM_HINT_T0);
+}
 
 // ---- Q8_0 and Q4_0: groups of 4W blocks of 32 --------------------------------------------------
 // Vector i of a group holds blocks iW .. iW + W - 1, one 16-byte half per 128-bit lane (the first
@@ -659,9 +665,11 @@ inline void qdot_rows(const QMat& w, const std::byte* xq, float* y, std::int64_t
     const typename Fm::Act a = Fm::load_act(xq, w.cols, g);
     for (int r = 0; r < R; ++r) {
       const std::byte* row = w.row(r0 + r);
-      if constexpr (kQPrefetchRows > 0)
+      if constexpr (kQPrefetchRows > 0) {
         prefetch_group<Q>(row + kQPrefetchRows * static_cast<std::int64_t>(w.row_bytes) + g * Fm::kGroupBytes,
                           Fm::kGroupBytes);
+        prefetch_group_l1(row + R * static_cast<std::int64_t>(w.row_bytes) + g * Fm::kGroupBytes, Fm::kGroupBytes);
+      }
       acc[r] = Fm::step(Fm::unpack(row, w.cols, g), a, acc[r]);
     }
   }
