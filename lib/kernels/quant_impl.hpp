@@ -773,7 +773,8 @@ inline void prefetch_tile(const std::byte* p) noexcept {
 // Every line is also requested into L1 (prefetcht0) kPrefetchNear bytes ahead, by then mostly in
 // L2 already. Paired A/B in the model (alternating decode steps in one process, 1.1B shape,
 // 200-240 steps), with the near request against without: two threads Q8_0 0.949 and 0.961, Q4_0
-// 0.949 and 0.954, Q4_K_M (its Q4_K part) 0.960 and 0.963; one thread Q4_0 0.938.
+// 0.949 and 0.954, Q4_K_M (its Q4_K part) 0.960 and 0.963; one thread Q4_0 0.938. Against 1 KiB,
+// a near distance of 512 B was 1.007-1.015 and 2 KiB 0.995-0.997 (within the noise).
 #ifndef WEFT_IL_PREFETCH_NEAR
 #define WEFT_IL_PREFETCH_NEAR 1024
 #endif
