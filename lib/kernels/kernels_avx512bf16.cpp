@@ -121,7 +121,10 @@ inline void dot_rows_dp(const std::byte* const* rows, const SplitX& xs, std::int
   };
   std::int64_t i = 0;
   for (; i + 32 <= n; i += 32) {
-    prefetch_rows<T, R>(rows, 2 * i, 2 * n, next);
+    if constexpr (kPrefetchBytes > 0) {
+      const std::int64_t ahead = prefetch_offset(2 * i, 2 * n, next);
+      for (int r = 0; r < R; ++r) T::prefetch(rows[r] + ahead);
+    }
     step(i, [](const std::byte* p) { return as_bh(_mm512_loadu_si512(p)); });
   }
   if (i < n) {

@@ -50,40 +50,15 @@ inline Mat mat_of(const TensorView& w) noexcept {
 #define WEFT_PREFETCH_BYTES 1024
 #endif
 constexpr std::int64_t kPrefetchBytes = WEFT_PREFETCH_BYTES;
-// A second request per line, into L2 only (prefetcht1), this far ahead: with both, decode kept
-// more lines in flight. Paired A/B in the model (alternating decode steps in one process, 1.1B
-// shape, 160-240 steps), step time against the 1 KiB L1 request alone: BF16 0.967-0.975 and F16
-// 0.966-0.972 on two threads, 0.983 and 0.990 on one. Against 4 KiB for this distance, 2 KiB was
-// 0.954-0.973 and 8 KiB 0.978-0.995; the L2 request alone at 2 KiB (no L1 one) was 2.5 % slower.
-#ifndef WEFT_PREFETCH_L2_BYTES
-#define WEFT_PREFETCH_L2_BYTES 2048
-#endif
-constexpr std::int64_t kPrefetchL2Bytes = WEFT_PREFETCH_L2_BYTES;
 
 // Where to prefetch, from a row's start, while reading byte `at` of it (rows of `row_len` bytes):
-// `distance` further on, but past the row's end that far into the row `next` bytes on, the one
-// this stream reads in the next block. Not into the following row, which another stream of the
-// block is already reading: then the last `distance` bytes of every row went out twice and every
-// block's rows started cold (BF16/F16 decode 4-6 % slower on 1.1B, 1 and 2 threads).
-inline std::int64_t prefetch_offset(std::int64_t at, std::int64_t row_len, std::ptrdiff_t next,
-                                    std::int64_t distance) noexcept {
-  const std::int64_t ahead = at + distance;
+// kPrefetchBytes further on, but past the row's end that far into the row `next` bytes on, the
+// one this stream reads in the next block. Not into the following row, which another stream of
+// the block is already reading: then the last kPrefetchBytes of every row went out twice and
+// every block's rows started cold (BF16/F16 decode 4-6 % slower on 1.1B, 1 and 2 threads).
+inline std::int64_t prefetch_offset(std::int64_t at, std::int64_t row_len, std::ptrdiff_t next) noexcept {
+  const std::int64_t ahead = at + kPrefetchBytes;
   return ahead < row_len ? ahead : ahead - row_len + next;
-}
-
-// The software prefetches of R rows read side by side, while at byte `at` of each: one line into
-// L1 kPrefetchBytes ahead and one into L2 kPrefetchL2Bytes ahead (prefetch_offset).
-template <class T, int R>
-inline void prefetch_rows(const std::byte* const* rows, std::int64_t at, std::int64_t row_len,
-                          std::ptrdiff_t next) noexcept {
-  if constexpr (kPrefetchBytes > 0) {
-    const std::int64_t ahead = prefetch_offset(at, row_len, next, kPrefetchBytes);
-    for (int r = 0; r < R; ++r) T::prefetch(rows[r] + ahead);
-  }
-  if constexpr (kPrefetchL2Bytes > 0) {
-    const std::int64_t ahead = prefetch_offset(at, row_len, next, kPrefetchL2Bytes);
-    for (int r = 0; r < R; ++r) T::prefetch_l2(rows[r] + ahead);
-  }
 }
 
 // One vector of weights of dtype D starting at element i of a row (unaligned).
@@ -133,7 +108,10 @@ inline void dot_rows(const std::byte* const* rows, const float* x, std::int64_t 
   for (int r = 0; r < R; ++r) acc[r] = B(0.0f);
   std::int64_t i = 0;
   for (; i + kU * N <= n; i += kU * N) {
-    prefetch_rows<T, R>(rows, E * i, E * n, next);
+    if constexpr (kPrefetchBytes > 0) {
+      const std::int64_t ahead = prefetch_offset(E * i, E * n, next);
+      for (int r = 0; r < R; ++r) T::prefetch(rows[r] + ahead);
+    }
     for (std::int64_t u = 0; u < kU; ++u) {
       const B xv = T::load(x + i + u * N);
       for (int r = 0; r < R; ++r) acc[r] = T::fmadd(load_w<T, D>(rows[r], i + u * N), xv, acc[r]);
