@@ -122,7 +122,6 @@ struct Avx2Q {
   }
   // A 256-bit vector of int32 as a full-width one (the same here).
   static I widen256(__m256i v) noexcept { return v; }
-  static void prefetch(const void* p) noexcept { _mm_prefetch(static_cast<const char*>(p), kWeightHint); }
 };
 #endif
 
@@ -213,7 +212,6 @@ struct Avx512Q {
     return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_mask_i32gather_epi32(zero(), mask, offset, base, 1)));
   }
   static I widen256(__m256i v) noexcept { return _mm512_zextsi256_si512(v); }
-  static void prefetch(const void* p) noexcept { _mm_prefetch(static_cast<const char*>(p), kWeightHint); }
 };
 #endif
 
@@ -234,23 +232,22 @@ inline typename Q::I load_table(const std::int32_t* t) noexcept {
 // Software prefetch for the weight rows: while a block of rows is read group by group, the same
 // group of the rows that come kQPrefetchRows later is requested. A fixed byte distance does not
 // work here: quantized rows are short (a 2048-column Q4_K row is 1152 bytes), so a distance that
-// hides DRAM latency lands inside rows the loop is already reading. 0 turns it off.
+// hides DRAM latency lands inside rows the loop is already reading. 0 turns it off. That request
+// goes to L2 (kWeightHint); the same group of the rows the next block reads (R rows on) is also
+// requested into L1. Paired A/B in the model (alternating decode steps, 1.1B shape, two threads,
+// 200 steps): Q4_K_M, whose Q6_K matrices take this path, 0.985 of the step time in both of two
+// runs with the L1 request against without.
 #ifndef WEFT_QPREFETCH_ROWS
 #define WEFT_QPREFETCH_ROWS 8
 #endif
 constexpr std::int64_t kQPrefetchRows = WEFT_QPREFETCH_ROWS;
 
-template <class Q>
-inline void prefetch_group(const std::byte* p, std::int64_t bytes) noexcept {
-  for (std::int64_t off = 0; off < bytes; off += 64) Q::prefetch(p + off);
+// Requests the lines [p, p + bytes) into the cache level Hint names (kWeightHint, or
+// _MM_HINT_T0 for L1).
+template <auto Hint>
+inline void prefetch_lines(const std::byte* p, std::int64_t bytes) noexcept {
+  for (std::int64_t off = 0; off < bytes; off += 64) _mm_prefetch(reinterpret_cast<const char*>(p + off), Hint);
 }
-// The same group of the rows the next block reads (R rows on) is also requested into L1. Paired
-// A/B in the model (alternating decode steps, 1.1B shape, two threads, 200 steps): Q4_K_M, whose
-// Q6_K matrices take this path, 0.985 of the step time in both of two runs.
-inline void prefetch_group_l1(const std::byte* p, std::int64_t bytes) noexcept {
-  for (std::int64_t off = 0; off < bytes; off += 64) _mm_prefetch(reinterpret_cast<const char*>(p + off), _MM_HINT_T0);
-}
-
 // ---- Q8_0 and Q4_0: groups of 4W blocks of 32 --------------------------------------------------
 // Vector i of a group holds blocks iW .. iW + W - 1, one 16-byte half per 128-bit lane (the first
 // halves in one vector, the second halves in another). After reduce4, element 4g + i is block
@@ -666,9 +663,10 @@ inline void qdot_rows(const QMat& w, const std::byte* xq, float* y, std::int64_t
     for (int r = 0; r < R; ++r) {
       const std::byte* row = w.row(r0 + r);
       if constexpr (kQPrefetchRows > 0) {
-        prefetch_group<Q>(row + kQPrefetchRows * static_cast<std::int64_t>(w.row_bytes) + g * Fm::kGroupBytes,
-                          Fm::kGroupBytes);
-        prefetch_group_l1(row + R * static_cast<std::int64_t>(w.row_bytes) + g * Fm::kGroupBytes, Fm::kGroupBytes);
+        prefetch_lines<kWeightHint>(row + kQPrefetchRows * static_cast<std::int64_t>(w.row_bytes) + g * Fm::kGroupBytes,
+                                    Fm::kGroupBytes);
+        prefetch_lines<_MM_HINT_T0>(row + R * static_cast<std::int64_t>(w.row_bytes) + g * Fm::kGroupBytes,
+                                    Fm::kGroupBytes);
       }
       acc[r] = Fm::step(Fm::unpack(row, w.cols, g), a, acc[r]);
     }
@@ -767,8 +765,7 @@ inline std::int64_t prefetch_ahead(std::int64_t k, std::int64_t tile_bytes, std:
 // The lines [p, p + Bytes), into L2 (kWeightHint).
 template <std::int64_t Bytes>
 inline void prefetch_tile(const std::byte* p) noexcept {
-  if constexpr (kPrefetch > 0)
-    for (std::int64_t off = 0; off < Bytes; off += 64) _mm_prefetch(reinterpret_cast<const char*>(p + off), kWeightHint);
+  if constexpr (kPrefetch > 0) prefetch_lines<kWeightHint>(p, Bytes);
 }
 // Every line is also requested into L1 (prefetcht0) kPrefetchNear bytes ahead, by then mostly in
 // L2 already. Paired A/B in the model (alternating decode steps in one process, 1.1B shape,
@@ -781,8 +778,7 @@ inline void prefetch_tile(const std::byte* p) noexcept {
 constexpr std::int64_t kPrefetchNear = WEFT_IL_PREFETCH_NEAR;
 template <std::int64_t Bytes>
 inline void prefetch_tile_near(const std::byte* p) noexcept {
-  if constexpr (kPrefetchNear > 0)
-    for (std::int64_t off = 0; off < Bytes; off += 64) _mm_prefetch(reinterpret_cast<const char*>(p + off), _MM_HINT_T0);
+  if constexpr (kPrefetchNear > 0) prefetch_lines<_MM_HINT_T0>(p, Bytes);
 }
 
 // Q8_0 and Q4_0: tiles of 16 x 32 weights; activations in the Act32 layout (act_bytes).

@@ -11,7 +11,8 @@
 // small piece of balance. A share is one 64-bit word (front and back unit, compare-and-swap),
 // so stealing never takes a lock; a slot that never gets a thread has its share stolen whole.
 // This replaces oneTBB's own range splitting (simple_partitioner), which leaves the tail of a
-// loop at a whole chunk and costs a spawned task per chunk (measured: 1-3 % of decode time).
+// loop at a whole chunk and costs a spawned task per chunk (paired decode runs, 1.1B shape, two
+// threads: the shares took 2-5 % off a quantized step and 0-1.5 % off a BF16/F16 one).
 // With numa_aware, each share is whole chunks and is run only by its own task: the same
 // chunks go to the same task on every call, so first-touch pages stay local; no stealing.
 #include <oneapi/tbb/blocked_range.h>
@@ -133,16 +134,17 @@ class ExecContext {
     const std::int64_t count = plan.count();
     if (count == 0) return;
     WorkStealingStats* const st = recording_;
-    const auto in_place = [&] {  // on the caller (counted as slot 0)
+    // f(b, e) as one task of share `owner`, run by slot `self`.
+    const auto task = [&](int owner, int self, std::int64_t b, std::int64_t e) {
       const std::uint64_t t0 = st != nullptr ? now_ns() : 0;
-      f(std::int64_t{0}, plan.rows());
+      f(b, e);
       if (st != nullptr) {
-        st->on_task_created(0);
-        st->on_task_run(0, 0, 1, now_ns() - t0);
+        st->on_task_created(owner);
+        st->on_task_run(owner, self, 1, now_ns() - t0);
       }
     };
     if (threads_ == 1 || count == 1 || running_.exchange(true, std::memory_order_acquire)) {
-      in_place();
+      task(0, 0, 0, plan.rows());  // in place, on the caller (counted as slot 0)
       return;
     }
     // Units: the plan's unit, or a multiple of it when the loop has more than 2^31 of them.
@@ -155,14 +157,9 @@ class ExecContext {
     const std::int64_t quanta = pinned ? count : units, quantum = pinned ? per_chunk : 1;
     const auto edge = [&](int s) { return s == threads_ ? units : std::min(units, quanta * s / threads_ * quantum); };
     for (int s = 0; s < threads_; ++s) shares_[s].word.store(pack(edge(s), edge(s + 1)), std::memory_order_relaxed);
-    // One piece [b, e) of units, taken from share `owner`, run by slot `self`.
+    // One piece [b, e) of units.
     const auto piece = [&](int owner, int self, std::int64_t b, std::int64_t e) {
-      const std::uint64_t t0 = st != nullptr ? now_ns() : 0;
-      f(b * unit, std::min(rows, e * unit));
-      if (st != nullptr) {
-        st->on_task_created(owner);
-        st->on_task_run(owner, self, 1, now_ns() - t0);
-      }
+      task(owner, self, b * unit, std::min(rows, e * unit));
     };
     arena_.execute([&] {
       tbb::parallel_for(

@@ -26,6 +26,14 @@ std::int64_t rows_per_line(const WorkDistributionConfig& cfg, const WorkShape& w
   return work.row_bytes > 0 ? line / std::gcd(line, work.row_bytes) : 1;
 }
 
+// The finest cut of `work` that keeps a chunk of `chunk` rows aligned: the row block, times
+// what it takes to make whole cache lines of row data when `chunk` is made of those.
+std::int64_t cut_unit(const WorkDistributionConfig& cfg, const WorkShape& work, std::int64_t chunk) {
+  const std::int64_t rb = std::max<std::int64_t>(1, work.row_block);
+  const std::int64_t lines = std::lcm(rb, rows_per_line(cfg, work));
+  return chunk % lines == 0 ? lines : rb;
+}
+
 // L2 per core from hwloc: the first L2 cache divided by the cores that share it.
 std::size_t hwloc_l2_per_core() noexcept {
   hwloc_topology_t topo = nullptr;
@@ -114,12 +122,6 @@ std::int64_t chunk_rows(const WorkDistributionConfig& cfg, const WorkShape& work
   if (chunk == 0) chunk = fit(rb);
   if (chunk == 0) chunk = ceil_div(target, rb) * rb;  // the row block wins over the bounds
   return std::min(chunk, rows);
-}
-
-std::int64_t cut_unit(const WorkDistributionConfig& cfg, const WorkShape& work, std::int64_t chunk) noexcept {
-  const std::int64_t rb = std::max<std::int64_t>(1, work.row_block);
-  const std::int64_t lines = std::lcm(rb, rows_per_line(cfg, work));
-  return chunk % lines == 0 ? lines : rb;
 }
 
 ChunkPlan plan_chunks(const WorkDistributionConfig& cfg, const WorkShape& work, int threads) noexcept {

@@ -68,11 +68,8 @@ std::size_t l2_cache_bytes_per_core() noexcept;
 std::int64_t chunk_rows(const WorkDistributionConfig& cfg, const WorkShape& work, int threads,
                         std::size_t l2_bytes) noexcept;
 
-// The finest cut of `work` that keeps a chunk of `chunk` rows aligned: the row block, times
-// what it takes to make whole cache lines of row data when `chunk` is made of those.
-std::int64_t cut_unit(const WorkDistributionConfig& cfg, const WorkShape& work, std::int64_t chunk) noexcept;
-
-// The chunk plan for `work` on `threads` threads under `cfg`, on this machine's caches.
+// The chunk plan for `work` on `threads` threads under `cfg`, on this machine's caches; its unit
+// is the row block, times what makes whole cache lines of row data when the chunk has them.
 ChunkPlan plan_chunks(const WorkDistributionConfig& cfg, const WorkShape& work, int threads) noexcept;
 
 }  // namespace weft::par

@@ -1,6 +1,8 @@
 #pragma once
 // What a context's parallel loops really did: tasks created, tasks run by a thread slot other
-// than the one that created them (stolen), and chunks and busy time per thread slot. Counters
+// than the one that created them (stolen), and chunks and busy time per thread slot. For an
+// ExecContext a task is one call of the loop body (one piece of rows); it is created by the slot
+// whose share of the loop it comes from, and stolen when another slot runs it. Counters
 // are per slot and cache-line padded, so recording never contends; a context that has stats
 // off holds a null pointer and pays one branch per chunk.
 #include <atomic>
@@ -42,7 +44,7 @@ class WorkStealingStats {
   // A few lines: the totals, then one line per slot that did anything.
   std::string summary() const;
 
-  // Records that `slot` created a task (called by the runner on the creating thread).
+  // Records that `slot` created a task (called by whichever thread takes the task).
   void on_task_created(int slot) noexcept;
   // Records that `slot` ran a task created by `creator`, of `chunks` chunks taking `ns`.
   void on_task_run(int creator, int slot, std::uint64_t chunks, std::uint64_t ns) noexcept;
