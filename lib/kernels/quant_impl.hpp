@@ -755,7 +755,11 @@ constexpr std::int64_t kPrefetch = WEFT_IL_PREFETCH;
 // the same group of the next S, which is where this stream goes next. The group right after it is
 // already being read by its neighbour; without this, S - 1 of the next S groups start cold
 // (bench_kernels matvec_q/avx512bf16/Q4_0/5632x2048/dram/il, one thread, 4 alternations:
-// 11.6-12.7 -> 12.8-13.1 GB/s; Q8_0's longer groups gain little).
+// 11.6-12.7 -> 12.8-13.1 GB/s; Q8_0's longer groups gain little). The choice is made once per
+// tile, so with a distance that is not a whole number of tiles the last tile before a group's end
+// still sends its later lines into the neighbour group: at most one tile's lines per group, small
+// for the 288- and 544-byte tiles (distances rounded to whole tiles measured the same, paired
+// 5632x2048 from DRAM), not for Q4_K's 2304 (IlQ4K::kFar).
 template <int S>
 inline std::int64_t prefetch_ahead(std::int64_t k, std::int64_t tile_bytes, std::int64_t group,
                                    std::int64_t distance = kPrefetch) noexcept {
@@ -857,6 +861,13 @@ struct Il32 {
 // 64p + 32 + 4i.. of sub-block 2p + 1 in its high ones). Activations: BlockQ8_K per 256.
 struct IlQ4K {
   static constexpr std::int64_t kTileBytes = 2304;
+  // Prefetch distances, whole tiles (see prefetch_ahead): 4608 bytes into L2, 2304 into L1. The
+  // shared 4096 and 1024 sent the last 1792 and 1024 bytes of every group's requests into the
+  // neighbour group, already read, and left as much of the next group's start unrequested. Paired
+  // runs (variants alternating in one process): 5632x2048 matvec from DRAM, new/old time 0.948 and
+  // 0.918 on one thread, 0.921 and 0.927 on two; Q4_K_M decode step (1.1B shape) 0.953 and 0.955
+  // on two threads, 0.946 on one. Three tiles far measured the same as two (0.998, 1.006).
+  static constexpr std::int64_t kFar = 2 * kTileBytes, kNear = kTileBytes;
   // Byte j of every 32-bit lane, zero-extended to the lane (vpshufb control).
   static __m512i byte_ctrl(int j) noexcept {
     const int z = -1;
@@ -883,8 +894,8 @@ struct IlQ4K {
     const __m512i ctrl[4] = {byte_ctrl(0), byte_ctrl(1), byte_ctrl(2), byte_ctrl(3)};
     const __m512i ctrl2[4] = {byte2_ctrl(0), byte2_ctrl(1), byte2_ctrl(2), byte2_ctrl(3)};
     for (std::int64_t k = 0; k < nb; ++k) {
-      const std::int64_t ahead = prefetch_ahead<S>(k, kTileBytes, nb * kTileBytes);
-      const std::int64_t near = prefetch_ahead<S>(k, kTileBytes, nb * kTileBytes, kPrefetchNear);
+      const std::int64_t ahead = prefetch_ahead<S>(k, kTileBytes, nb * kTileBytes, kFar);
+      const std::int64_t near = prefetch_ahead<S>(k, kTileBytes, nb * kTileBytes, kNear);
       for (int g = 0; g < S; ++g) {
         const std::byte* tile = tiles[g] + k * kTileBytes;
         // The tile's 36 lines are requested one by one next to the loads (all at once they fill the
