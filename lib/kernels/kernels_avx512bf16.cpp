@@ -121,9 +121,13 @@ inline void dot_rows_dp(const std::byte* const* rows, const SplitX& xs, std::int
   };
   std::int64_t i = 0;
   for (; i + 32 <= n; i += 32) {
-    if constexpr (kPrefetchBytes > 0) {
-      const std::int64_t ahead = prefetch_offset(2 * i, 2 * n, next);
-      for (int r = 0; r < R; ++r) T::prefetch(rows[r] + ahead);
+    if constexpr (kPrefetchBytes > 0) {  // as in dot_rows
+      const std::int64_t near = prefetch_offset(2 * i, 2 * n, next, kPrefetchBytes);
+      for (int r = 0; r < R; ++r) T::prefetch(rows[r] + near);
+    }
+    if constexpr (kPrefetchL2Bytes > 0) {
+      const std::int64_t far = prefetch_offset(2 * i, 2 * n, next, kPrefetchL2Bytes);
+      for (int r = 0; r < R; ++r) T::prefetch_l2(rows[r] + far);
     }
     step(i, [](const std::byte* p) { return as_bh(_mm512_loadu_si512(p)); });
   }

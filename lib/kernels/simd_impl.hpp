@@ -50,14 +50,26 @@ inline Mat mat_of(const TensorView& w) noexcept {
 #define WEFT_PREFETCH_BYTES 1024
 #endif
 constexpr std::int64_t kPrefetchBytes = WEFT_PREFETCH_BYTES;
+// A second request per line, into L2 only (prefetcht1), this far ahead: with both, a core keeps
+// more lines in flight. Against the 1 KiB L1 request alone, this session's build: bench_kernels
+// matvec/avx512bf16/*/dram, one thread, 5 alternations, bf16 5632x2048 12.9 -> 14.5 GB/s and
+// 32000x2048 12.4 -> 14.3, f16 12.5 -> 13.9 and 12.9 -> 13.9; weft bench decode (1.1B shape,
+// two threads, builds alternating) BF16 11.95-12.67 -> 13.22-13.81 tok/s, F16 12.06-13.10 ->
+// 13.70-14.71. Paired in one process (variants alternating, 5632x2048 bf16 from DRAM), new/old
+// time at this distance 0.918 on one thread and 0.918 on two; 3 KiB 0.92-0.97, 4 KiB 0.92-0.95.
+#ifndef WEFT_PREFETCH_L2_BYTES
+#define WEFT_PREFETCH_L2_BYTES 2048
+#endif
+constexpr std::int64_t kPrefetchL2Bytes = WEFT_PREFETCH_L2_BYTES;
 
 // Where to prefetch, from a row's start, while reading byte `at` of it (rows of `row_len` bytes):
-// kPrefetchBytes further on, but past the row's end that far into the row `next` bytes on, the
-// one this stream reads in the next block. Not into the following row, which another stream of
-// the block is already reading: then the last kPrefetchBytes of every row went out twice and
-// every block's rows started cold (BF16/F16 decode 4-6 % slower on 1.1B, 1 and 2 threads).
-inline std::int64_t prefetch_offset(std::int64_t at, std::int64_t row_len, std::ptrdiff_t next) noexcept {
-  const std::int64_t ahead = at + kPrefetchBytes;
+// `distance` further on, but past the row's end that far into the row `next` bytes on, the one
+// this stream reads in the next block. Not into the following row, which another stream of the
+// block is already reading: then the last `distance` bytes of every row went out twice and every
+// block's rows started cold (BF16/F16 decode 4-6 % slower on 1.1B, 1 and 2 threads).
+inline std::int64_t prefetch_offset(std::int64_t at, std::int64_t row_len, std::ptrdiff_t next,
+                                    std::int64_t distance) noexcept {
+  const std::int64_t ahead = at + distance;
   return ahead < row_len ? ahead : ahead - row_len + next;
 }
 
@@ -108,9 +120,15 @@ inline void dot_rows(const std::byte* const* rows, const float* x, std::int64_t 
   for (int r = 0; r < R; ++r) acc[r] = B(0.0f);
   std::int64_t i = 0;
   for (; i + kU * N <= n; i += kU * N) {
+    // Written out here: as a helper function, inlined, GCC 12 dropped every prefetch of the 4- and
+    // 8-row blocks (seen in the object code; bench_kernels bf16 from DRAM 12.1 -> 10.5 GB/s).
     if constexpr (kPrefetchBytes > 0) {
-      const std::int64_t ahead = prefetch_offset(E * i, E * n, next);
-      for (int r = 0; r < R; ++r) T::prefetch(rows[r] + ahead);
+      const std::int64_t near = prefetch_offset(E * i, E * n, next, kPrefetchBytes);
+      for (int r = 0; r < R; ++r) T::prefetch(rows[r] + near);
+    }
+    if constexpr (kPrefetchL2Bytes > 0) {
+      const std::int64_t far = prefetch_offset(E * i, E * n, next, kPrefetchL2Bytes);
+      for (int r = 0; r < R; ++r) T::prefetch_l2(rows[r] + far);
     }
     for (std::int64_t u = 0; u < kU; ++u) {
       const B xv = T::load(x + i + u * N);

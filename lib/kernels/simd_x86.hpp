@@ -67,6 +67,7 @@ struct Avx2Traits {
     return _mm_cvtss_f32(_mm_max_ss(h, _mm_movehdup_ps(h)));
   }
   static void prefetch(const void* p) noexcept { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
+  static void prefetch_l2(const void* p) noexcept { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T1); }
 };
 #endif
 
@@ -101,6 +102,7 @@ struct Avx512Traits {
   static float sum(B v) noexcept { return _mm512_reduce_add_ps(v); }
   static float max(B v) noexcept { return _mm512_reduce_max_ps(v); }
   static void prefetch(const void* p) noexcept { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
+  static void prefetch_l2(const void* p) noexcept { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T1); }
 };
 #endif
 
