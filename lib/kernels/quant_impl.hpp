@@ -39,10 +39,11 @@ namespace {
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 // The cache level software prefetches of quantized weights fill: L2 (T1), not L1 (T0) as the
-// float kernels' do. Paired A/B in the model (alternating decode steps in one process, 1.1B
-// shape, T1/T0 step time): two threads Q8_0 0.960-0.966, Q4_K_M 0.975-0.978, Q4_0 0.986-0.992;
-// one thread Q8_0 0.971, Q4_0 0.975. The float kernels were 1.5-2.4 % slower with T1, so they
-// keep T0 (simd_x86.hpp).
+// float kernels' near request does. Paired A/B in the model (alternating decode steps in one
+// process, 1.1B shape, T1/T0 step time): two threads Q8_0 0.960-0.966, Q4_K_M 0.975-0.978, Q4_0
+// 0.986-0.992; one thread Q8_0 0.971, Q4_0 0.975. The float kernels were 1.5-2.4 % slower with
+// T1 in place of their 1 KiB T0 request, so that one stays T0; they add a T1 request further
+// ahead (simd_impl.hpp).
 constexpr auto kWeightHint = _MM_HINT_T1;
 // 256-bit integer traits: vpmaddubsw + vpmaddwd for the byte dot products.
 struct Avx2Q {
