@@ -56,7 +56,7 @@ constexpr std::int64_t kPrefetchBytes = WEFT_PREFETCH_BYTES;
 // 32000x2048 12.4 -> 14.3, f16 12.5 -> 13.9 and 12.9 -> 13.9; weft bench decode (1.1B shape,
 // two threads, builds alternating) BF16 11.95-12.67 -> 13.22-13.81 tok/s, F16 12.06-13.10 ->
 // 13.70-14.71. Paired in one process (variants alternating, 5632x2048 bf16 from DRAM), new/old
-// time at this distance 0.918 on one thread and 0.918 on two; 3 KiB 0.92-0.97, 4 KiB 0.92-0.95.
+// time at this distance 0.918 on one thread and 0.918 on two; 3 KiB 0.92-0.97, 4 KiB 0.92-0.96.
 #ifndef WEFT_PREFETCH_L2_BYTES
 #define WEFT_PREFETCH_L2_BYTES 2048
 #endif
