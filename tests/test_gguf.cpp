@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <functional>
 #include <random>
 #include <vector>
@@ -679,6 +680,26 @@ TEST_CASE("load_model with repack stores the quantized matrices interleaved, eve
       }
       CHECK(same);
     }
+  }
+}
+
+TEST_CASE("quantize_model writes the same bytes on one thread and on several") {
+  // Widths of 256 and 512: whole blocks for every type, the k-quants included; the vocabulary of
+  // 300 rows splits unevenly.
+  const std::string in = write_tiny_gguf("q_threads.gguf", {.dim = 256, .hidden = 512});
+  for (const char* type : {"q8_0", "q4_0", "q4_k_m", "bf16"}) {
+    CAPTURE(type);
+    std::string out[2];
+    for (int i = 0; i < 2; ++i) {
+      QuantizeOptions o = qopt(type);
+      o.threads = i == 0 ? 1 : 3;
+      out[i] = (tmp_dir() / ("q_threads_" + std::string(type) + std::to_string(o.threads) + ".gguf")).string();
+      CHECK(quantize_model(in, out[i], o).fallbacks == 0);
+    }
+    std::ifstream a(out[0], std::ios::binary), b(out[1], std::ios::binary);
+    const std::string x((std::istreambuf_iterator<char>(a)), {}), y((std::istreambuf_iterator<char>(b)), {});
+    CHECK(x.size() > 300 * 256 / 2);
+    CHECK(x == y);
   }
 }
 

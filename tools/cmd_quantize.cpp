@@ -51,6 +51,7 @@ class Progress {
 Runner add_quantize(CLI::App& app) {
   struct Args {
     std::string in, out, type = "q8_0", tokenizer;
+    int threads = 0;
   };
   auto a = std::make_shared<Args>();
   CLI::App* sub = app.add_subcommand("quantize", "Convert a checkpoint (HF directory, GGUF, llama2.c .bin) to a GGUF file");
@@ -61,11 +62,15 @@ Runner add_quantize(CLI::App& app) {
                   "in some layers), bf16, f16, f32; norms stay f32")
       ->capture_default_str();
   sub->add_option("-z,--tokenizer", a->tokenizer, "tokenizer to embed (tokenizer.model or a llama2.c tokenizer.bin)");
+  sub->add_option("-t,--threads", a->threads, "threads converting rows (0: all hardware threads)")
+      ->check(CLI::Range(0, 1024))
+      ->capture_default_str();
   return [a] {
     Progress bar;
     QuantizeOptions o;
     o.type = a->type;
     o.tokenizer_path = a->tokenizer;
+    o.threads = a->threads;
     o.progress = [&bar](std::size_t done, std::size_t total) { bar.update(done, total); };
     const QuantizeSummary s = quantize_model(a->in, a->out, o);
     std::fprintf(stderr,

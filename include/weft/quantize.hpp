@@ -19,6 +19,9 @@ struct QuantizeOptions {
   // Called after each tensor with the source bytes converted so far and in all; may be empty.
   // Called on the converting thread.
   std::function<void(std::size_t done, std::size_t total)> progress;
+  // Threads that convert the rows of each matrix; <= 0: one per available hardware thread. The
+  // file is the same, byte for byte, whatever the number.
+  int threads = 0;
 };
 
 struct QuantizeSummary {
@@ -33,7 +36,7 @@ struct QuantizeSummary {
 // writes `out` as a GGUF v3 file (llama.cpp's layout: metadata, tokenizer, q/k rows in the
 // interleaved order) with the matrices converted to options.type. The output appears only when
 // complete. Throws UsageError for an unknown type, InputError for an unreadable input or an
-// unwritable output. Uses one thread; independent calls may run concurrently.
+// unwritable output. Independent calls may run concurrently.
 QuantizeSummary quantize_model(const std::string& in, const std::string& out, const QuantizeOptions& options);
 
 }  // namespace weft
