@@ -51,7 +51,7 @@ inline Mat mat_of(const TensorView& w) noexcept {
 #endif
 constexpr std::int64_t kPrefetchBytes = WEFT_PREFETCH_BYTES;
 // A second request per line, into L2 only (prefetcht1), this far ahead: with both, a core keeps
-// more lines in flight. Against the 1 KiB L1 request alone, this session's build: bench_kernels
+// more lines in flight. Against the 1 KiB L1 request alone (measured when it was added): bench_kernels
 // matvec/avx512bf16/*/dram, one thread, 5 alternations, bf16 5632x2048 12.9 -> 14.5 GB/s and
 // 32000x2048 12.4 -> 14.3, f16 12.5 -> 13.9 and 12.9 -> 13.9; weft bench decode (1.1B shape,
 // two threads, builds alternating) BF16 11.95-12.67 -> 13.22-13.81 tok/s, F16 12.06-13.10 ->
